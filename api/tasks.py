@@ -1,0 +1,134 @@
+"""The work itself, run outside the API process: static audits in the local process pool, reruns in
+`pgolf worker` (an RQ worker, usually on a GPU host).
+
+Both take and return plain dicts so they cross process (and machine) boundaries as pickles/JSON.
+Nothing here touches the database: the API process owns job state and stores what comes back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import resource
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+
+
+def init_worker(memory_mb: int) -> None:
+    """Process-pool initializer: die with the API process, and cap memory (bombs, runaway parsing)."""
+    try:  # Linux: SIGKILL us when the parent dies, so a kill -9 of the server leaves no orphan audits.
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def warm() -> None:
+    """Import the audit pipeline once per worker process, so the first real job does not pay for it."""
+    import auditor.pipeline  # noqa: F401
+    import auditor.report  # noqa: F401
+
+
+class AuditTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise AuditTimeout()
+
+
+def _failure(message: str, exit_code: int = 4) -> dict[str, Any]:
+    return {"ok": False, "error": message, "exit_code": exit_code}
+
+
+def run_static(spec: dict[str, Any]) -> dict[str, Any]:
+    """One static audit. ``spec``: kind (git|pr|upload), repo, ref, base, commit, base_commit,
+    upload (bytes), options_json, timeout_s, limits (archive limits), workroot."""
+    from auditor import report as report_mod
+    from auditor.errors import PgolfError
+    from auditor.pipeline import AuditOptions, audit_git, audit_paths
+
+    from api.archive import ArchiveError, Limits, extract
+
+    # The static part never reruns: reruns go to the GPU queue (and never into this process).
+    options = AuditOptions.model_validate_json(spec["options_json"]).model_copy(update={"rerun": False})
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(max(1, int(spec["timeout_s"])))
+    try:
+        with tempfile.TemporaryDirectory(prefix="pgolf-audit-", dir=spec.get("workroot")) as tmp:
+            work = Path(tmp)
+            if spec["kind"] == "upload":
+                root = extract(spec["upload"], work / "upload", Limits(**spec["limits"]))
+                result = audit_paths([root], options, jobs=1)
+            else:
+                # The ref is audited by name and must still be at the commit the key was made from.
+                result = audit_git(spec["repo"], spec["ref"], spec.get("base"), options, work / "git")
+                seen = result.pr.commit if result.pr else None
+                if seen and spec.get("commit") and seen != spec["commit"]:
+                    return _failure(
+                        f"{spec['ref']} moved from {spec['commit'][:12]} to {seen[:12]} while queued; "
+                        "submit again to audit the new head"
+                    )
+            return {
+                "ok": True,
+                "verdict": result.verdict.value,
+                "report_json": report_mod.render(result, "json"),
+                "records": [{"path": r.path, "name": r.name} for r in result.records],
+            }
+    except AuditTimeout:
+        return _failure(f"the audit took longer than {int(spec['timeout_s'])} s and was stopped")
+    except ArchiveError as exc:
+        return _failure(f"archive rejected: {exc}")
+    except PgolfError as exc:
+        return _failure(str(exc), int(exc.exit_code))
+    except MemoryError:
+        return _failure("the audit ran out of memory (limit per worker process reached)", 5)
+    except Exception as exc:  # noqa: BLE001 - a bug in pgolf: keep the job's message useful
+        return _failure(f"internal error: {type(exc).__name__}: {exc}", 5)
+    finally:
+        signal.alarm(0)
+
+
+def _record_folder(root: Path, rel: str, name: str) -> Path | None:
+    """Where the audited record ``rel`` lives in a fresh checkout/extraction rooted at ``root``."""
+    if rel not in ("", ".") and (root / rel).is_dir():
+        return root / rel
+    if rel in ("", ".") or root.name == name:
+        return root
+    return next((p for p in root.rglob(name) if p.is_dir()), None)
+
+
+def run_rerun(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """An RQ job (``pgolf worker``): rerun each audited record folder and return the results.
+
+    ``payload``: kind, repo, ref, commit, upload (bytes), options_json, records [{path, name}], limits.
+    Runs submission code, so it belongs on a sandboxed worker host, never in the API.
+    """
+    from auditor import intake
+    from auditor.pipeline import AuditOptions
+    from auditor.rerun.harness import rerun_record
+
+    from api.archive import Limits, extract
+
+    options = AuditOptions.model_validate_json(payload["options_json"])
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pgolf-rerun-") as tmp:
+        work = Path(tmp)
+        if payload["kind"] == "upload":
+            root = extract(payload["upload"], work / "upload", Limits(**payload["limits"]))
+        else:
+            root = intake.checkout_git(payload["repo"], payload["ref"], None, work / "git").path
+        for rec in payload["records"]:
+            folder = _record_folder(root, rec["path"], rec["name"])
+            if folder is None:
+                results.append({"record": rec["path"], "error": "record folder not found in the checkout"})
+                continue
+            outcome = rerun_record(folder, options)
+            dumped = outcome.model_dump(mode="json") if hasattr(outcome, "model_dump") else dict(vars(outcome))
+            results.append({"record": rec["path"], "result": dumped})
+    return results

@@ -1,0 +1,69 @@
+"""SIG: the record's seeds against its baseline (`--baseline`, else the shipped leaderboard)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from auditor import significance
+from auditor.context import RecordContext
+from auditor.errors import InputError
+from auditor.models import Finding, Severity
+
+FRONTIER_POLICY_SINCE = "2026-04-28"  # PR #1902, the "p-value progression" leaderboard
+
+
+def check(ctx: RecordContext) -> list[Finding]:
+    runs = [log.to_seed_run() for log in ctx.unique_logs if log.reported is not None]
+    if not runs:
+        return []
+    baseline = resolve_baseline(ctx.options.baseline) if ctx.options.baseline else None
+    result = significance.significance_for_record(
+        ctx.record.root,
+        runs,
+        track=ctx.record.track,
+        claimed=ctx.submission.summary() if ctx.submission is not None else None,
+        baseline=baseline,
+    )
+    if result is None:
+        return []
+    ctx.significance = result.significance
+    wanted = {"both": ("SIG001", "SIG002"), "readme": ("SIG001",), "frontier": ("SIG002",)}[ctx.options.policy]
+    date = significance.candidate_date(ctx.record.root, ctx.submission.summary() if ctx.submission else None)
+    out = []
+    for f in result.findings:
+        if f.rule_id in ("SIG001", "SIG002") and f.rule_id not in wanted:
+            continue
+        if (f.rule_id == "SIG002" and f.severity is Severity.ERROR and ctx.options.policy == "both"
+                and date is not None and date < FRONTIER_POLICY_SINCE):
+            # The frontier practice started with PR #1902; earlier records were judged otherwise.
+            f = f.model_copy(update={"severity": Severity.WARNING,
+                                     "message": f.message + f" (the frontier policy applies from "
+                                                f"{FRONTIER_POLICY_SINCE}; this record is dated {date})"})
+        out.append(f)
+    return out
+
+
+@lru_cache(maxsize=8)
+def resolve_baseline(spec: str) -> significance.Baseline:
+    """A baseline record folder on disk, or a leaderboard row named by folder, name or PR number."""
+    path = Path(spec)
+    if path.is_dir():
+        from auditor import intake
+        from auditor.parse.logs import parse_log
+
+        records = intake.discover_records(path)
+        if len(records) != 1:
+            raise InputError(f"--baseline {spec}: expected one record folder, found {len(records)}")
+        rec = records[0]
+        logs = [parse_log(rec.root / f.rel, f.rel) for f in rec.logs]
+        runs = [log.to_seed_run() for log in logs if log.reported is not None]
+        if not runs:
+            raise InputError(f"--baseline {spec}: no final metric line in its logs")
+        return significance.baseline_from_record(rec.name, runs)
+    key = spec.lstrip("#")
+    for row in significance.load_leaderboard():
+        if spec in (row.folder, row.name) or (key.isdigit() and row.pr == int(key)):
+            return significance.Baseline(name=row.label, runs=row.runs, source="leaderboard", date=row.date,
+                                         pr=row.pr, folder=row.folder, tokenizer=row.tokenizer, score=row.score)
+    raise InputError(f"--baseline {spec}: not a record folder nor a leaderboard row (see rules/leaderboard.json)")

@@ -1,0 +1,48 @@
+"""C1-C4 (and network / val-data hygiene) from the unwrapped code, with reachability from the
+README's run command and the logs' hyperparameter dumps."""
+
+from __future__ import annotations
+
+from auditor.context import RecordContext
+from auditor.findings import finding
+from auditor.models import Finding, Location
+
+
+def check(ctx: RecordContext) -> list[Finding]:
+    if not ctx.options.static:
+        return []
+    from auditor.static import StaticConfig, run_static
+
+    out: list[Finding] = []
+    parsed = []
+    for src in ctx.sources:
+        if src.tree is None:
+            if src.is_entry:
+                out.append(finding("HYG010", f"{src.path}: the C1-C4 detectors could not read this code "
+                                   f"({src.parse_error or 'not parsed'}).",
+                                   location=Location(file=src.path, wrapper=src.wrapper)))
+            continue
+        parsed.append(src)
+    if not parsed:
+        return out
+    config = StaticConfig(
+        readme_env=_readme_env(ctx),
+        hyperparameters=[log.hyperparameters for log in ctx.unique_logs if log.hyperparameters],
+        submission_date=_date(ctx),
+    )
+    return out + run_static(parsed, config)
+
+
+def _readme_env(ctx: RecordContext) -> dict[str, str]:
+    """Env assignments of the README's run commands (the scored configuration is often set there)."""
+    env: dict[str, str] = {}
+    for command in ctx.readme.commands if ctx.readme is not None else []:
+        env.update(command.env)
+    return env
+
+
+def _date(ctx: RecordContext) -> str | None:
+    if ctx.submission is not None and ctx.submission.date_iso:
+        return ctx.submission.date_iso
+    name = ctx.record.name
+    return name[:10] if len(name) >= 10 and name[4] == "-" and name[7] == "-" else None

@@ -1,0 +1,240 @@
+"""The `pgolf` command line.
+
+Exit codes (also in the README):
+  0 PASS · 1 FAIL · 2 usage error · 3 NEEDS_REVIEW · 4 input error or a record that could not be
+  audited (verdict ERROR) · 5 internal error (a bug in pgolf).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from auditor import __version__
+from auditor.errors import ExitCode, PgolfError
+from auditor.models import Verdict
+
+app = typer.Typer(
+    name="pgolf",
+    help="Compliance auditor and submission validator for OpenAI's Parameter Golf challenge.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+VERDICT_EXIT = {
+    Verdict.PASS: ExitCode.PASS,
+    Verdict.FAIL: ExitCode.FAIL,
+    Verdict.NEEDS_REVIEW: ExitCode.NEEDS_REVIEW,
+    Verdict.ERROR: ExitCode.INPUT_ERROR,
+}
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    markdown = "markdown"
+
+
+class PolicyChoice(str, Enum):
+    both = "both"
+    readme = "readme"
+    frontier = "frontier"
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PgolfError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    err.print(f"wrote {output}")
+
+
+@app.command()
+def audit(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Record folders or records trees.")] = None,
+    git: Annotated[Optional[str], typer.Option("--git", help="Git repository (path or URL) to audit.")] = None,
+    ref: Annotated[Optional[str], typer.Option(help="Git ref to audit (branch, tag, SHA, refs/pull/N/head).")] = None,
+    pr: Annotated[Optional[int], typer.Option(help="PR number: shorthand for --ref refs/pull/N/head.")] = None,
+    base: Annotated[Optional[str], typer.Option(help="Base ref: audit only what the ref adds.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here.")] = None,
+    baseline: Annotated[
+        Optional[str], typer.Option(help="Baseline record folder (or leaderboard row) for significance.")
+    ] = None,
+    policy: Annotated[PolicyChoice, typer.Option(help="Significance policy to judge by.")] = PolicyChoice.both,
+    static: Annotated[bool, typer.Option("--static/--no-static", help="Run the C1-C4 dataflow detectors.")] = True,
+    recompute_code_size: Annotated[
+        bool, typer.Option(help="Re-minify virtual wrappers to recompute code bytes (cached).")
+    ] = True,
+    rerun: Annotated[bool, typer.Option(help="Also rerun each record in the sandbox (slow).")] = False,
+    jobs: Annotated[Optional[int], typer.Option(help="Parallel worker processes for trees.")] = None,
+) -> None:
+    """Audit record folders, a records tree, or a git ref (a PR head)."""
+    from auditor import pipeline, report
+
+    options = pipeline.AuditOptions(
+        baseline=baseline,
+        policy=policy.value,
+        static=static,
+        recompute_code_size=recompute_code_size,
+        rerun=rerun,
+    )
+    if pr is not None:
+        if ref is not None:
+            raise typer.BadParameter("give --pr or --ref, not both")
+        ref = f"refs/pull/{pr}/head"
+    if git is not None:
+        if paths:
+            raise typer.BadParameter("give record paths or --git, not both")
+        if ref is None:
+            raise typer.BadParameter("--git needs --ref (or --pr)")
+        with tempfile.TemporaryDirectory(prefix="pgolf-git-") as work:
+            result = pipeline.audit_git(git, ref, base, options, Path(work))
+    else:
+        if not paths:
+            raise typer.BadParameter("give at least one record folder or records tree (or --git)")
+        with _progress() as tick:
+            result = pipeline.audit_paths(list(paths), options, progress=tick, jobs=jobs)
+    render_opts = {"color": False} if fmt is Format.text and output is not None else {}
+    _emit(report.render(result, fmt.value, **render_opts), output)
+    raise typer.Exit(int(VERDICT_EXIT[result.verdict]))
+
+
+class _progress:
+    """A progress bar on stderr for trees, only when a human is watching."""
+
+    def __enter__(self):
+        self._bar = None
+        if err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bar = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.description}"), console=err, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("", total=None)
+        return self._tick
+
+    def _tick(self, rel: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=rel)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@app.command("rules")
+def rules_cmd(
+    rule_id: Annotated[Optional[str], typer.Argument(help="Show one rule's full doc.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
+) -> None:
+    """List the rule catalog, or show one rule."""
+    import json
+
+    import rules
+    from rich.markdown import Markdown
+    from rich.table import Table
+
+    out = Console()
+    if rule_id is not None:
+        try:
+            rule = rules.get(rule_id.upper())
+        except KeyError:
+            raise PgolfError(f"unknown rule {rule_id!r}; `pgolf rules` lists them") from None
+        if fmt == "json":
+            _emit(json.dumps(_rule_json(rule, full=True), indent=2), None)
+            return
+        out.print(f"[bold]{rule.id}[/bold] {rule.name} — {rule.condition.value}, "
+                  f"{rule.severity.value}, confidence {rule.confidence.value}")
+        out.print(Markdown(rule.doc))
+        return
+    catalog = rules.catalog()
+    if fmt == "json":
+        _emit(json.dumps([_rule_json(r) for r in catalog.values()], indent=2), None)
+        return
+    table = Table("ID", "name", "condition", "severity", "confidence", "summary")
+    for rule in catalog.values():
+        table.add_row(rule.id, rule.name, rule.condition.value, rule.severity.value,
+                      rule.confidence.value, rule.summary)
+    out.print(table)
+
+
+def _rule_json(rule, full: bool = False) -> dict:
+    data = {
+        "id": rule.id,
+        "name": rule.name,
+        "condition": rule.condition.value,
+        "severity": rule.severity.value,
+        "confidence": rule.confidence.value,
+        "summary": rule.summary,
+    }
+    if full:
+        data["doc"] = rule.doc
+    return data
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON schema of the audit report (`--format json`)."""
+    import json
+
+    from auditor.report import json_schema
+
+    _emit(json.dumps(json_schema(), indent=2), None)
+
+
+@app.command()
+def version() -> None:
+    """Print pgolf's version."""
+    _emit(__version__, None)
+
+
+def main() -> None:
+    """Entry point: no tracebacks for expected errors, a defined exit code for every outcome."""
+    try:
+        # standalone_mode=False: click returns the exit code of typer.Exit instead of exiting.
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except PgolfError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(int(exc.exit_code))
+    except (typer.BadParameter, typer.Abort) as exc:  # usage errors: click prints its own message
+        _usage_error(exc)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            _usage_error(exc)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if os.environ.get("PGOLF_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}\n"
+                  "This is a bug in pgolf; rerun with PGOLF_DEBUG=1 for a traceback and report it.",
+                  highlight=False)
+        sys.exit(int(ExitCode.INTERNAL_ERROR))
+
+
+def _usage_error(exc: Exception) -> None:
+    import click
+
+    if isinstance(exc, click.exceptions.ClickException):
+        exc.show(file=sys.stderr)
+        sys.exit(exc.exit_code if exc.exit_code else int(ExitCode.USAGE))
+    err.print(f"error: {exc}")
+    sys.exit(int(ExitCode.USAGE))

@@ -1,0 +1,161 @@
+"""The verdict model: what every stage of the audit produces and every report consumes.
+
+Everything here is a pydantic model so the JSON report is just ``model_dump`` and its schema
+(`pgolf schema`) is generated, versioned and documented from one place.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# Bump on any incompatible change of the JSON report; additive changes bump the minor part.
+REPORT_SCHEMA_VERSION = "1.0"
+
+
+class Condition(str, Enum):
+    """What a rule protects. C1–C4 are the evaluation conditions of Issue #1017."""
+
+    C1 = "C1"  # causal: p_t depends only on the artifact and tokens < t
+    C2 = "C2"  # a full normalized distribution over the vocabulary
+    C3 = "C3"  # score before any state is updated with the token
+    C4 = "C4"  # one left-to-right pass, each token scored once
+    LIMIT = "LIMIT"  # 16,000,000 bytes, 600 s train, 600 s eval
+    CLAIM = "CLAIM"  # what submission.json / README claim vs. what the logs show
+    SIG = "SIG"  # statistical significance against the previous record
+    HYGIENE = "HYGIENE"  # files, scope, reviewability, network, data hygiene
+
+
+class Severity(str, Enum):
+    ERROR = "error"  # breaks a rule: the submission is not acceptable as is
+    WARNING = "warning"  # needs a human look, or breaks a soft expectation
+    INFO = "info"  # context for the reviewer, never changes the verdict
+
+
+class Confidence(str, Enum):
+    """How sure the finding is. Only PROOF and STRONG errors can turn a verdict into FAIL."""
+
+    PROOF = "proof"  # arithmetic on logs, a decoded fact, or a dynamic probe/trace
+    STRONG = "strong"  # dataflow evidence through the code that leaves little room
+    HEURISTIC = "heuristic"  # a pattern that is often, but not always, a violation
+
+
+class Verdict(str, Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    NEEDS_REVIEW = "NEEDS_REVIEW"
+    ERROR = "ERROR"  # the audit could not be completed (unreadable input, internal error)
+
+
+class Location(BaseModel):
+    """A place in a file. For unwrapped code, ``line`` is the line in the decoded payload and
+    ``wrapper`` names the chain that produced it (e.g. ``train_gpt.py: lzma(raw)+b85``)."""
+
+    file: str
+    line: int | None = None
+    end_line: int | None = None
+    column: int | None = None
+    snippet: str | None = None
+    wrapper: str | None = None
+    role: str | None = None  # in a dataflow path: "source", "via", "sink", ...
+
+    def short(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where} [{self.wrapper}]" if self.wrapper else where
+
+
+class Finding(BaseModel):
+    rule_id: str
+    condition: Condition
+    severity: Severity
+    confidence: Confidence
+    message: str
+    location: Location | None = None
+    # The evidence path, in order (source -> via -> sink); empty when the location says it all.
+    path: list[Location] = Field(default_factory=list)
+    # Free-form structured facts behind the message (seed, bytes, p-values, ...).
+    data: dict[str, Any] = Field(default_factory=dict)
+    # Reachability of the code (e.g. "behind TTT_ENABLED=0, not enabled by README/logs").
+    reachability: str | None = None
+    reference: str | None = None  # link to the rule doc / the ruling
+    origin: str = "static"  # static | log | metadata | dynamic
+
+
+class SeedRun(BaseModel):
+    """One training/eval run as read from a log file."""
+
+    log_file: str
+    seed: int | None = None
+    seed_source: str | None = None  # "log" | "hyperparameters" | "filename"
+    label: str | None = None  # the final-metric label chosen as the reported score
+    val_loss: float | None = None  # nats/token
+    val_bpb: float | None = None
+    line: int | None = None  # line of the reported final metric in the log
+    artifact_bytes: int | None = None
+    code_bytes: int | None = None
+    model_bytes: int | None = None
+    train_time_ms: float | None = None
+    eval_time_ms: float | None = None
+    duplicate_of: str | None = None  # byte-identical to another log of the same folder
+
+
+class SignificanceRow(BaseModel):
+    policy: str  # "readme" | "frontier"
+    baseline: str
+    unit: str  # "nats/token" | "nats/byte"
+    n_candidate: int
+    n_baseline: int
+    mean_candidate: float
+    mean_baseline: float
+    delta: float  # baseline - candidate (positive = improvement)
+    margin: float
+    t_stat: float | None = None
+    p_value: float | None = None
+    df: float | None = None  # Welch-Satterthwaite (or n-1 for a one-sample test)
+    z_p_value: float | None = None  # normal approximation with the same standard error
+    alpha: float
+    significant: bool
+    note: str | None = None
+
+
+class Significance(BaseModel):
+    baseline: str | None = None
+    rows: list[SignificanceRow] = Field(default_factory=list)
+    z_test_p: float | None = None
+    quoted_p: float | None = None
+
+
+class RecordAudit(BaseModel):
+    path: str
+    name: str
+    track: str | None = None
+    verdict: Verdict
+    findings: list[Finding] = Field(default_factory=list)
+    runs: list[SeedRun] = Field(default_factory=list)
+    claimed: dict[str, Any] = Field(default_factory=dict)  # normalized submission.json values
+    significance: Significance | None = None
+    sources: list[dict[str, Any]] = Field(default_factory=list)  # unwrapped sources: file, chain, bytes
+    error: str | None = None
+
+
+class PRScope(BaseModel):
+    repo: str
+    ref: str
+    base: str | None = None
+    commit: str | None = None
+    added_records: list[str] = Field(default_factory=list)
+    outside_changes: list[str] = Field(default_factory=list)
+
+
+class AuditReport(BaseModel):
+    schema_version: str = REPORT_SCHEMA_VERSION
+    tool: str = "pgolf"
+    tool_version: str
+    generated_at: str
+    verdict: Verdict
+    records: list[RecordAudit] = Field(default_factory=list)
+    pr: PRScope | None = None
+    findings: list[Finding] = Field(default_factory=list)  # findings not tied to one record
+    options: dict[str, Any] = Field(default_factory=dict)

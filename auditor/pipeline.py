@@ -1,0 +1,201 @@
+"""The audit, as one straight line: intake -> unwrap -> parse -> checks -> verdict -> report.
+
+`audit_paths` and `audit_git` are the two entry points (CLI and service use the same ones).
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from auditor import __version__, checks, intake, verdict
+from auditor.context import RecordContext
+from auditor.models import AuditReport, Finding, PRScope, RecordAudit, Verdict
+from auditor.parse.logs import parse_log
+from auditor.parse.readme import parse_readme
+from auditor.parse.submission import parse_submission
+from auditor.unwrap import unwrap_folder
+
+Policy = Literal["both", "readme", "frontier"]
+
+
+class AuditOptions(BaseModel):
+    """Options that change an audit's result (and so are part of the service's idempotency key)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    baseline: str | None = None  # a baseline record folder, or a leaderboard row (folder name)
+    policy: Policy = "both"
+    static: bool = True  # the C1-C4 dataflow detectors
+    recompute_code_size: bool = True  # re-minify virtual wrappers (cached; slow on a cold cache)
+    rerun: bool = False  # dynamic rerun in the sandbox (needs the train extra)
+    rerun_probes: tuple[str, ...] = ("trace", "gibbs", "causal")
+    rerun_timeout_s: int = 900
+    rerun_device: str = "cpu"
+
+
+ProgressFn = Callable[[str], None]
+
+
+def audit_record(record: intake.RecordFolder, options: AuditOptions) -> RecordAudit:
+    """Audit one record folder. Never raises for bad input: problems become findings or ERROR."""
+    try:
+        ctx = _gather(record, options)
+        findings = checks.run_all(ctx)
+        return _record_audit(ctx, findings)
+    except Exception as exc:  # a bug in pgolf must not hide the other records' verdicts
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return RecordAudit(
+            path=record.rel,
+            name=record.name,
+            track=record.track,
+            verdict=Verdict.ERROR,
+            error=f"internal error while auditing this folder: {detail}",
+        )
+
+
+def _gather(record: intake.RecordFolder, options: AuditOptions) -> RecordContext:
+    ctx = RecordContext(record=record, options=options)
+    ctx.intake_findings = intake.required_files_findings(record) + intake.unsafe_path_findings(record)
+
+    entry = record.entry_script
+    unwrapped = unwrap_folder(
+        record.root,
+        [record.root / f.rel for f in record.scripts],
+        entry=entry.rel if entry is not None else None,
+    )
+    ctx.sources = unwrapped.sources
+    ctx.intake_findings += unwrapped.findings
+
+    for entry in record.logs:
+        ctx.logs.append(parse_log(record.root / entry.rel, entry.rel))
+
+    if record.submission_json is not None:
+        parsed = parse_submission(record.root / record.submission_json.rel, record.submission_json.rel)
+        ctx.submission = parsed.submission
+        ctx.submission_file = record.submission_json.rel
+        ctx.intake_findings += parsed.findings
+
+    if record.readme is not None:
+        ctx.readme = parse_readme(record.root / record.readme.rel)
+    return ctx
+
+
+def _record_audit(ctx: RecordContext, findings: list[Finding]) -> RecordAudit:
+    runs = [log.to_seed_run() for log in ctx.logs]
+    seen: dict[str, str] = {}
+    for log, run in zip(ctx.logs, runs):
+        if log.sha256 in seen:
+            run.duplicate_of = seen[log.sha256]
+        else:
+            seen[log.sha256] = log.rel
+    findings = verdict.sort_findings(findings)
+    return RecordAudit(
+        path=ctx.record.rel,
+        name=ctx.record.name,
+        track=ctx.record.track,
+        verdict=verdict.decide(findings),
+        findings=findings,
+        runs=runs,
+        claimed=ctx.submission.summary() if ctx.submission is not None else {},
+        significance=ctx.significance,
+        sources=[
+            {
+                "file": s.path,
+                "wrapper": s.wrapper,
+                "chain": list(s.chain),
+                "shipped_bytes": s.shipped_bytes,
+                "decoded_bytes": s.decoded_bytes,
+                "parse_error": s.parse_error,
+                "entry": s.is_entry,
+            }
+            for s in ctx.sources
+        ],
+    )
+
+
+def audit_paths(
+    paths: list[Path],
+    options: AuditOptions | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    jobs: int | None = None,
+) -> AuditReport:
+    """Audit record folders or records trees. Raises InputError for a path that cannot be read."""
+    options = options or AuditOptions()
+    records: list[intake.RecordFolder] = []
+    for path in paths:
+        records.extend(intake.discover_records(Path(path)))
+    audits = _audit_all(records, options, progress=progress, jobs=jobs)
+    root = Path(paths[0]).resolve() if len(paths) == 1 else None
+    return _report(audits, options, findings=[], root=root)
+
+
+def audit_git(
+    repo: str,
+    ref: str,
+    base: str | None,
+    options: AuditOptions | None,
+    workdir: Path,
+    *,
+    progress: ProgressFn | None = None,
+) -> AuditReport:
+    """Audit what a git ref (a PR head) adds. With ``base``, only the record folders it adds."""
+    options = options or AuditOptions()
+    with intake.checkout_git(repo, ref, base, workdir) as checkout:
+        audits = _audit_all(checkout.records, options, progress=progress, jobs=None)
+        return _report(audits, options, findings=checkout.scope_findings(), pr=checkout.pr_scope())
+
+
+def _audit_all(
+    records: list[intake.RecordFolder],
+    options: AuditOptions,
+    *,
+    progress: ProgressFn | None,
+    jobs: int | None,
+) -> list[RecordAudit]:
+    # Process-level parallelism only pays for itself on trees; one folder stays in-process.
+    workers = jobs if jobs is not None else min(len(records), os.cpu_count() or 1, 8)
+    if workers <= 1 or len(records) < 4:
+        audits = []
+        for rec in records:
+            audits.append(audit_record(rec, options))
+            if progress:
+                progress(rec.rel)
+        return audits
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(audit_record, rec, options) for rec in records]
+        audits = []
+        for rec, fut in zip(records, futures):
+            audits.append(fut.result())
+            if progress:
+                progress(rec.rel)
+    return audits
+
+
+def _report(
+    audits: list[RecordAudit],
+    options: AuditOptions,
+    *,
+    findings: list[Finding],
+    pr: PRScope | None = None,
+    root: Path | None = None,
+) -> AuditReport:
+    overall = verdict.combine([a.verdict for a in audits] + [verdict.decide(findings)])
+    return AuditReport(
+        tool_version=__version__,
+        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        verdict=overall,
+        records=audits,
+        pr=pr,
+        findings=verdict.sort_findings(findings),
+        # `root` lets SARIF resolve the record paths (they are relative to the audited tree).
+        options={**options.model_dump(mode="json"), **({"root": str(root)} if root else {})},
+    )

@@ -1,0 +1,321 @@
+"""Parse Python source into an ``ast`` tree, including code written for Python 3.12+ f-strings.
+
+The auditor runs on Python 3.11, but five of the seven decoded record wrappers use PEP 701
+f-strings (the same quote nested inside ``{...}``), which 3.11's parser rejects. We therefore:
+
+1. try ``ast.parse`` (fast, exact);
+2. on a SyntaxError, let libcst (which understands 3.12+ syntax) parse only the statement around
+   the error, rewrite each offending f-string into a 3.11-parseable call that keeps every embedded
+   expression and every newline, splice it back and parse again (repeat per failing statement;
+   if no small region works, rewrite the whole module once);
+3. turn the marker calls back into ``ast.JoinedStr`` nodes, so the tree has the same shape and
+   the same line numbers as a 3.12 parser would give. Column offsets inside a rewritten f-string
+   are not exact (the lines are).
+
+Nothing is executed; libcst and ``ast`` only parse.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+import libcst as cst
+
+# Marker calls the rewrite emits; restored to JoinedStr / FormattedValue after parsing.
+FSTRING_MARK = "__pgolf_fstring__"
+FVALUE_MARK = "__pgolf_fvalue__"
+
+MAX_REGION_FIXES = 200  # failing statements handled region by region before giving up
+REGION_LINES_UP = 12  # how far above the error line a statement may start
+REGION_LINES_DOWN = 24  # how far below it a statement may end
+
+
+@dataclass
+class ParsedSource:
+    tree: ast.Module | None
+    error: str | None = None
+    used_fallback: bool = False  # the libcst rewrite was needed (3.12+ syntax)
+    fstrings_rewritten: int = 0
+
+
+def parse_python(text: str, filename: str = "<unknown>") -> ParsedSource:
+    """Parse ``text``; never raises. ``error`` says why when there is no tree."""
+    text = text.removeprefix("\ufeff")  # a BOM is legal in files, not in ast.parse's str input
+    try:
+        return ParsedSource(tree=ast.parse(text, filename=filename))
+    except SyntaxError as err:
+        first_error, first_line = _describe(err), err.lineno or 0
+    except (ValueError, RecursionError, MemoryError) as err:  # NUL bytes, absurd nesting
+        return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {err}")
+    try:
+        tree, count = _parse_with_fstring_rewrite(text, filename, first_line)
+    except _RewriteFailed:
+        return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {first_error}")
+    return ParsedSource(tree=tree, used_fallback=True, fstrings_rewritten=count)
+
+
+def _describe(err: SyntaxError) -> str:
+    return f"{err.msg} (line {err.lineno})" if err.lineno else str(err.msg)
+
+
+class _RewriteFailed(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------------------------------
+# Step 2: rewrite the failing statements with libcst, one region at a time.
+
+
+def _parse_with_fstring_rewrite(text: str, filename: str, error_line: int) -> tuple[ast.Module, int]:
+    # \r\n and lone \r are newlines for Python too, so this keeps every line number.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    rewritten_lines: list[tuple[int, int]] = []  # 1-based inclusive ranges we touched
+    count = 0
+    whole_module_done = False
+    for attempt in range(MAX_REGION_FIXES):
+        if attempt:  # the caller already parsed the original text once
+            try:
+                tree = ast.parse("\n".join(lines), filename=filename)
+                break
+            except SyntaxError as err:
+                error_line = err.lineno or 0
+            except (ValueError, RecursionError, MemoryError) as err:
+                raise _RewriteFailed(str(err)) from None
+        region = _rewrite_region(lines, error_line) if 0 < error_line <= len(lines) else None
+        if region is None:
+            if whole_module_done:
+                raise _RewriteFailed("no rewrite made it parse")
+            new_lines, n = _rewrite_lines(lines, indented=False)
+            if n == 0:
+                raise _RewriteFailed("nothing to rewrite")
+            lines, whole_module_done = new_lines, True
+            rewritten_lines = [(1, len(lines))]
+            count += n
+            continue
+        start, end, new_lines, n = region
+        lines[start:end] = new_lines
+        rewritten_lines.append((start + 1, end))
+        count += n
+    else:
+        raise _RewriteFailed("too many failing statements")
+    try:
+        _FStringRestorer(rewritten_lines).restore(tree)
+    except RecursionError:
+        raise _RewriteFailed("nesting too deep") from None
+    return tree, count
+
+
+def _rewrite_region(lines: list[str], error_line: int) -> tuple[int, int, list[str], int] | None:
+    """Find a small block of whole lines around ``error_line`` that libcst parses as statements,
+    and rewrite its offending f-strings. Returns (start, end, new_lines, count) or None."""
+    err = error_line - 1
+    for start in range(err, max(-1, err - REGION_LINES_UP), -1):
+        if not lines[start].strip():
+            continue
+        for end in range(err + 1, min(len(lines), err + REGION_LINES_DOWN) + 1):
+            try:
+                new_lines, n = _rewrite_lines(lines[start:end], indented=True)
+            except _RewriteFailed:
+                continue
+            if n:
+                return start, end, new_lines, n
+    return None
+
+
+def _rewrite_lines(block: list[str], *, indented: bool) -> tuple[list[str], int]:
+    """Rewrite the offending f-strings of ``block`` (whole lines); same number of lines out."""
+    code = "\n".join(block) + "\n"
+    # An indented block parses as the body of a dummy `if`; the extra first line is dropped after.
+    wrap = indented and block[0][:1] in (" ", "\t")
+    try:
+        module = cst.parse_module("if 1:\n" + code if wrap else code)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 - ParserSyntaxError, and pyo3 panics (BaseException)
+        raise _RewriteFailed(str(err)) from None
+    rewriter = _FStringRewriter()
+    try:
+        new_code = module.visit(rewriter).code
+    except RecursionError:
+        raise _RewriteFailed("nesting too deep") from None
+    if wrap:
+        new_code = new_code.split("\n", 1)[1]
+    new_lines = new_code.split("\n")[:-1]
+    if len(new_lines) != len(block):
+        raise _RewriteFailed("line count changed")
+    return new_lines, rewriter.count
+
+
+class _FStringRewriter(cst.CSTTransformer):
+    """Replace each f-string that 3.11 cannot parse by marker calls with the same newlines:
+
+    f"a{x["k"]!r:>{w}}b"  ->  __pgolf_fstring__('a',__pgolf_fvalue__(x["k"],114,
+                                  __pgolf_fstring__('>',__pgolf_fvalue__(w,-1,None))),'b')
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._args: dict[int, str] = {}  # id(marker call node) -> its argument code
+
+    def leave_FormattedString(self, original: cst.FormattedString, updated: cst.FormattedString):
+        if _parses_on_this_python(_code(updated)):
+            return updated  # inner rewrites (if any) were enough
+        self.count += 1
+        return self._marker_call(_fstring_args(updated), updated.lpar, updated.rpar, _code(original))
+
+    def leave_ConcatenatedString(self, original: cst.ConcatenatedString, updated: cst.ConcatenatedString):
+        # "abc" f"{x["k"]}": once one piece is a call, the implicit concatenation is no longer
+        # valid syntax, so the whole concatenation becomes one marker call.
+        pieces, gaps = _flatten_concat(updated)
+        if not any(id(p) in self._args for p in pieces):
+            return updated
+        args: list[str] = []
+        for i, piece in enumerate(pieces):
+            if id(piece) in self._args:
+                piece_args = self._args[id(piece)]
+            elif isinstance(piece, cst.FormattedString):
+                piece_args = _fstring_args(piece)
+            else:
+                piece_args = _code(piece)  # a plain string literal, kept verbatim
+            args.append((gaps[i - 1] if i else "") + piece_args)
+        return self._marker_call(",".join(a for a in args if a), updated.lpar, updated.rpar, _code(original))
+
+    def _marker_call(self, args: str, lpar, rpar, original_code: str) -> cst.BaseExpression:
+        call = "".join(_code(p) for p in lpar) + f"{FSTRING_MARK}({args})" + "".join(_code(p) for p in rpar)
+        if call.count("\n") != original_code.count("\n"):
+            raise _RewriteFailed("rewrite changed the number of lines")
+        node = cst.parse_expression(call)
+        self._args[id(node)] = args
+        return node
+
+
+def _flatten_concat(node: cst.ConcatenatedString) -> tuple[list[cst.BaseExpression], list[str]]:
+    pieces: list[cst.BaseExpression] = []
+    gaps: list[str] = []
+    current: cst.BaseExpression = node
+    while isinstance(current, cst.ConcatenatedString):
+        pieces.append(current.left)
+        gaps.append(_code(current.whitespace_between))
+        current = current.right
+    pieces.append(current)
+    return pieces, gaps
+
+
+def _fstring_args(node: cst.FormattedString) -> str:
+    quote = node.end
+    prefix = node.start[: -len(quote)].replace("f", "").replace("F", "")
+    return ",".join(_part_args(part, prefix, quote) for part in node.parts)
+
+
+def _part_args(part: cst.BaseFormattedStringContent, prefix: str, quote: str) -> str:
+    if isinstance(part, cst.FormattedStringText):
+        return _text_arg(part.value, prefix, quote)
+    assert isinstance(part, cst.FormattedStringExpression)
+    expression = (
+        _code(part.whitespace_before_expression)
+        + _code(part.expression)
+        + _code(part.whitespace_after_expression)
+    )
+    debug_text = ""
+    if part.equal is not None:  # f"{x=}" shows the expression text, then its value
+        debug_text = repr(expression + _code(part.equal)) + ","
+    if part.conversion:
+        conversion = ord(part.conversion)
+    else:  # what CPython does: "=" without a format spec implies !r
+        conversion = ord("r") if part.equal is not None and part.format_spec is None else -1
+    spec = "None"
+    if part.format_spec is not None:
+        spec = f"{FSTRING_MARK}(" + ",".join(_part_args(p, prefix, quote) for p in part.format_spec) + ")"
+    return f"{debug_text}{FVALUE_MARK}({expression},{conversion},{spec})"
+
+
+def _text_arg(raw: str, prefix: str, quote: str) -> str:
+    """A literal-text piece as a one-line str literal, followed by the newlines it spanned."""
+    raw_unbraced = raw.replace("{{", "{").replace("}}", "}")
+    value = raw_unbraced
+    if "r" not in prefix.lower():
+        try:
+            value = ast.literal_eval(quote + raw_unbraced + quote)
+        except (SyntaxError, ValueError):
+            value = raw_unbraced  # e.g. a trailing backslash; the exact text matters little here
+    return repr(value) + "\n" * raw.count("\n")
+
+
+def _code(node: cst.CSTNode) -> str:
+    return _EMPTY_MODULE.code_for_node(node)
+
+
+_EMPTY_MODULE = cst.Module(body=[])
+
+
+def _parses_on_this_python(expression_code: str) -> bool:
+    try:
+        ast.parse(expression_code, mode="eval")
+        return True
+    except (SyntaxError, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------------------------------------
+# Step 3: turn the marker calls back into JoinedStr nodes (only inside the rewritten lines).
+
+
+class _FStringRestorer:
+    def __init__(self, ranges: list[tuple[int, int]]):
+        self.ranges = ranges
+
+    def restore(self, node: ast.AST) -> None:
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, ast.AST) and self._touched(item):
+                        value[i] = self._convert(item)
+                        self.restore(value[i])
+            elif isinstance(value, ast.AST) and self._touched(value):
+                setattr(node, field, self._convert(value))
+                self.restore(getattr(node, field))
+
+    def _touched(self, node: ast.AST) -> bool:
+        start = getattr(node, "lineno", None)
+        if start is None:  # arguments, comprehension, ...: look inside
+            return True
+        end = getattr(node, "end_lineno", None) or start
+        return any(start <= hi and end >= lo for lo, hi in self.ranges)
+
+    def _convert(self, node: ast.AST) -> ast.AST:
+        if not _is_marker(node, FSTRING_MARK):
+            return node
+        return self._joined(node, node)
+
+    def _joined(self, call: ast.Call, where: ast.AST) -> ast.JoinedStr:
+        values: list[ast.expr] = []
+        for arg in call.args:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                if not arg.value:
+                    continue
+                if values and isinstance(values[-1], ast.Constant):
+                    values[-1].value += arg.value  # adjacent literal pieces merge, as in CPython
+                    continue
+                values.append(ast.copy_location(ast.Constant(value=arg.value), where))
+            elif _is_marker(arg, FVALUE_MARK) and len(arg.args) == 3:
+                value, conversion, spec = arg.args
+                self.restore(arg)  # nested f-strings inside the expression
+                value = arg.args[0]
+                fmt = self._joined(spec, where) if _is_marker(spec, FSTRING_MARK) else None
+                conv = conversion.value if isinstance(conversion, ast.Constant) else -1
+                formatted = ast.FormattedValue(value=value, conversion=conv, format_spec=fmt)
+                values.append(ast.copy_location(formatted, where))
+            else:  # not produced by our rewrite; keep rather than lose it
+                values.append(arg)
+        return ast.copy_location(ast.JoinedStr(values=values), where)
+
+
+def _is_marker(node: ast.AST, name: str) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == name
+        and not node.keywords
+    )

@@ -1,0 +1,183 @@
+"""What every report format needs: ordering, per-record numbers, paths and evidence strings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from auditor.models import AuditReport, Finding, Location, RecordAudit, SeedRun, Severity
+from auditor.significance import distinct_runs
+
+ARTIFACT_LIMIT = 16_000_000  # decimal bytes: code + compressed model (README)
+SEVERITY_ORDER = (Severity.ERROR, Severity.WARNING, Severity.INFO)
+SEVERITY_TITLE = {Severity.ERROR: "Errors", Severity.WARNING: "Warnings", Severity.INFO: "Info"}
+
+
+@dataclass(frozen=True)
+class RunRow:
+    seed: str
+    val_bpb: float | None
+    val_loss: float | None
+    artifact_bytes: int | None
+    where: str  # log file[:line]
+    duplicate_of: str | None
+
+    @property
+    def margin(self) -> int | None:
+        """Bytes left under the 16,000,000 cap (negative = over)."""
+        return None if self.artifact_bytes is None else ARTIFACT_LIMIT - self.artifact_bytes
+
+
+def run_rows(record: RecordAudit) -> list[RunRow]:
+    rows = []
+    for run in record.runs:
+        where = run.log_file if run.line is None else f"{run.log_file}:{run.line}"
+        rows.append(
+            RunRow(
+                seed="-" if run.seed is None else str(run.seed),
+                val_bpb=run.val_bpb,
+                val_loss=run.val_loss,
+                artifact_bytes=run.artifact_bytes,
+                where=where,
+                duplicate_of=run.duplicate_of,
+            )
+        )
+    return rows
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
+def mean_bpb(runs: list[SeedRun]) -> float | None:
+    """Mean over distinct seeds (duplicate logs counted once), as the leaderboard reports it."""
+    return _mean(r.val_bpb for r in distinct_runs(runs))
+
+
+def mean_loss(runs: list[SeedRun]) -> float | None:
+    return _mean(r.val_loss for r in distinct_runs(runs))
+
+
+def max_artifact(runs: list[SeedRun]) -> int | None:
+    sizes = [r.artifact_bytes for r in runs if r.artifact_bytes is not None]
+    return max(sizes) if sizes else None
+
+
+def claimed_bpb(record: RecordAudit) -> float | None:
+    value = record.claimed.get("val_bpb")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def counts(findings: Iterable[Finding]) -> dict[Severity, int]:
+    out = {s: 0 for s in SEVERITY_ORDER}
+    for f in findings:
+        out[f.severity] += 1
+    return out
+
+
+def by_severity(findings: Iterable[Finding]) -> dict[Severity, list[Finding]]:
+    out: dict[Severity, list[Finding]] = {s: [] for s in SEVERITY_ORDER}
+    for f in findings:
+        out[f.severity].append(f)
+    for items in out.values():
+        items.sort(
+            key=lambda f: (
+                f.rule_id,
+                f.location.file if f.location else "",
+                (f.location.line or 0) if f.location else 0,
+            )
+        )
+    return out
+
+
+def all_findings(report: AuditReport) -> list[Finding]:
+    return [f for r in report.records for f in r.findings] + list(report.findings)
+
+
+def where(loc: Location | None) -> str:
+    """``file:line`` (plus ``-end``), or "(no location)"."""
+    if loc is None:
+        return "(no location)"
+    text = loc.file
+    if loc.line is not None:
+        text += f":{loc.line}"
+        if loc.end_line is not None and loc.end_line != loc.line:
+            text += f"-{loc.end_line}"
+    return text
+
+
+def wrapper_note(loc: Location | None) -> str | None:
+    """For unwrapped code: the line is in the decoded payload, not in the shipped file."""
+    if loc is None or not loc.wrapper:
+        return None
+    return f"line in the decoded payload of {loc.wrapper}"
+
+
+def fmt_float(value: float | None, digits: int = 8) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a" if value is None else str(value)
+    return f"{value:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
+
+
+def fmt_bytes(n: int | None) -> str:
+    return "n/a" if n is None else f"{n:,}"
+
+
+def fmt_margin(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    return f"{n:,} under" if n >= 0 else f"{-n:,} OVER"
+
+
+def repo_relative(record_path: str, options: dict | None = None) -> str:
+    """A record folder as a repository-relative POSIX path (``records/<track>/<folder>``).
+
+    Audits of a checkout or PR carry paths like that already; a local absolute path is cut at its
+    ``records/`` segment, or made relative to ``options['root']``, or reduced to the folder name.
+    """
+    path = record_path.replace("\\", "/").rstrip("/")
+    parts = PurePosixPath(path).parts
+    if "records" in parts:
+        return str(PurePosixPath(*parts[parts.index("records") :]))
+    root = (options or {}).get("root")
+    if isinstance(root, str) and root:
+        root = root.replace("\\", "/").rstrip("/")
+        if path.startswith(root + "/"):
+            return path[len(root) + 1 :]
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        return parts[-1] if parts else path
+    return _strip_dot(path) or "."
+
+
+def file_path(record_path: str | None, file: str, options: dict | None = None) -> str:
+    """A finding's file as a repository-relative POSIX path. ``Location.file`` is relative to its
+    record folder (or, for report-level findings, to the audited root)."""
+    file = file.replace("\\", "/")
+    if record_path is None:
+        return repo_relative(file, options) if file.startswith("/") else _strip_dot(file)
+    base = repo_relative(record_path, options)
+    if file.startswith("/"):
+        norm_record = record_path.replace("\\", "/").rstrip("/") + "/"
+        if file.startswith(norm_record):
+            file = file[len(norm_record) :]
+        else:
+            return repo_relative(file, options)
+    file = _strip_dot(file)
+    if file == base or file.startswith(base + "/"):
+        return file
+    return f"{base}/{file}" if base not in ("", ".") else file
+
+
+def _strip_dot(path: str) -> str:
+    while path.startswith("./"):
+        path = path[2:]
+    return path

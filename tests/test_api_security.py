@@ -1,0 +1,66 @@
+"""Tokens, per-token rate limits and body limits, in-process (Starlette's TestClient runs the app's
+lifespan, so the job engine is real too)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.security import TokenBucket
+from api.settings import Settings, parse_token_lines
+
+
+def _app(tmp_path, **kw):
+    settings = Settings(data_dir=tmp_path, allow_local_repos=True, workers=1, **kw)
+    return create_app(settings.with_tokens({"alice": "alice-token-0123456789", "bob": "bob-token-0123456789ab"}))
+
+
+def test_rate_limit_is_per_token(tmp_path):
+    body = {"repo": str(tmp_path / "missing.git"), "ref": "main"}  # a 422, so nothing is queued
+    alice = {"Authorization": "Bearer alice-token-0123456789"}
+    bob = {"Authorization": "Bearer bob-token-0123456789ab"}
+    with TestClient(_app(tmp_path, rate_limit_per_minute=1, rate_limit_burst=2)) as c:
+        assert c.post("/v1/audits", json=body, headers=alice).status_code == 422
+        assert c.post("/v1/audits", json=body, headers=alice).status_code == 422
+        limited = c.post("/v1/audits", json=body, headers=alice)
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert c.post("/v1/audits", json=body, headers=bob).status_code == 422  # bob has his own bucket
+        assert c.get("/v1/rules").status_code == 200  # reads are not limited
+        assert "pgolf_rate_limited_total 1.0" in c.get("/metrics").text
+
+
+def test_no_tokens_configured_disables_posts(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path, workers=1))) as c:
+        r = c.post("/v1/audits", json={"pr": 1}, headers={"Authorization": "Bearer whatever-123456789"})
+        assert r.status_code == 503 and "no API tokens" in r.json()["detail"]
+
+
+def test_no_auth_mode_uses_the_client_address(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path, workers=1, auth_required=False,
+                                        allow_local_repos=True))) as c:
+        r = c.post("/v1/audits", json={"repo": str(tmp_path / "nope"), "ref": "main"})
+        assert r.status_code == 422 and "no repository" in r.json()["detail"]
+
+
+def test_validation_errors_do_not_echo_the_input(tmp_path):
+    with TestClient(_app(tmp_path)) as c:
+        r = c.post("/v1/audits", json={"repo": "x", "ref": "y", "unexpected": "sekrit-value"},
+                   headers={"Authorization": "Bearer alice-token-0123456789"})
+        assert r.status_code == 422 and "sekrit-value" not in r.text
+
+
+def test_token_bucket_refills():
+    bucket = TokenBucket(per_minute=60, burst=1)
+    assert bucket.take("k") == 0
+    wait = bucket.take("k")
+    assert 0 < wait <= 1.0
+
+
+def test_token_file_lines():
+    assert parse_token_lines(["# c", "", "ci: abcdefghijklmnop"]) == {"ci": "abcdefghijklmnop"}
+    for bad in (["nocolon"], ["name:short"], [":abcdefghijklmnopq"]):
+        with pytest.raises(ValueError):
+            parse_token_lines(bad)
+    hashed = Settings().with_tokens({"ci": "abcdefghijklmnop"})
+    assert "abcdefghijklmnop" not in hashed.model_dump_json()

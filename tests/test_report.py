@@ -1,0 +1,487 @@
+"""Report formats (auditor/report): JSON round-trip + schema, SARIF 2.1.0 validity, Markdown, text."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+import rules
+from auditor.errors import ExitCode, PgolfError
+from auditor.findings import DOCS_BASE_URL
+from auditor.models import (
+    AuditReport,
+    Condition,
+    Confidence,
+    Finding,
+    Location,
+    PRScope,
+    RecordAudit,
+    SeedRun,
+    Severity,
+    Verdict,
+)
+from auditor.report import FORMATS, json_schema, render, sarif, text
+from auditor.report import markdown as md
+from auditor.report.common import file_path, repo_relative
+from auditor.significance import assess, leaderboard_baseline
+
+ROOT = Path(__file__).resolve().parents[1]
+SARIF_SCHEMA = json.loads((ROOT / "tests" / "fixtures" / "sarif-schema-2.1.0.json").read_text())
+RECORD = "records/track_10min_16mb/2026-04-10_Ünïcode_Test"
+WRAPPER = "train_gpt.py: lzma(raw)+b85"
+HUGE = "very long explanation " * 5_000  # 110,000 characters
+
+
+def make_finding(
+    rule_id,
+    severity,
+    message,
+    *,
+    condition=Condition.C2,
+    confidence=Confidence.STRONG,
+    location=None,
+    path=None,
+    data=None,
+    origin="static",
+    reachability=None,
+):
+    return Finding(
+        rule_id=rule_id,
+        condition=condition,
+        severity=severity,
+        confidence=confidence,
+        message=message,
+        location=location,
+        path=path or [],
+        data=data or {},
+        reachability=reachability,
+        reference=f"{DOCS_BASE_URL}{rule_id}.md",
+        origin=origin,
+    )
+
+
+def sample_report(verdict=Verdict.FAIL, extra_findings=0) -> AuditReport:
+    runs = [
+        SeedRun(
+            log_file="train_seed42.log",
+            seed=42,
+            val_loss=2.78458595,
+            val_bpb=1.0780,
+            line=41,
+            artifact_bytes=15_991_930,
+            seed_source="log",
+            label="quantized_sliding_window",
+        ),
+        SeedRun(
+            log_file="train_seed314.log",
+            seed=314,
+            val_loss=2.78587751,
+            val_bpb=1.0785,
+            line=41,
+            artifact_bytes=16_000_413,
+            seed_source="log",
+            label="quantized_sliding_window",
+        ),
+        SeedRun(
+            log_file="train_seed999.log",
+            seed=999,
+            val_loss=2.78510258,
+            val_bpb=1.0782,
+            line=41,
+            artifact_bytes=15_990_000,
+            seed_source="log",
+            label="quantized_sliding_window",
+        ),
+        SeedRun(
+            log_file="train.log",
+            seed=42,
+            val_loss=2.78458595,
+            val_bpb=1.0780,
+            line=41,
+            artifact_bytes=15_991_930,
+            duplicate_of="train_seed42.log",
+        ),
+    ]
+    sig = assess(
+        runs,
+        leaderboard_baseline("2026-04-10"),
+        claim_location=Location(file="submission.json", line=8, snippet='"val_bpb": 1.07823333,'),
+    )
+    wrapped = Location(
+        file="train_gpt.py",
+        line=321,
+        snippet="    p = full[key] / ctx[key]\n    nll -= log(p)",
+        wrapper=WRAPPER,
+    )
+    findings = [
+        make_finding(
+            "C2X01",
+            Severity.ERROR,
+            "the cache probability is computed only for the realized token; "
+            "ctx_counts is indexed with `tgt` — ünïcödé ✓, <script>alert(1)</script> @maintainer | pipes |",
+            location=wrapped,
+            path=[
+                Location(
+                    file="train_gpt.py", line=300, snippet="tgt = val_np[jv]", wrapper=WRAPPER, role="source"
+                ),
+                Location(
+                    file="train_gpt.py",
+                    line=310,
+                    snippet="key = (h ^ (tgt * P)) & mask",
+                    wrapper=WRAPPER,
+                    role="via",
+                ),
+                wrapped.model_copy(update={"role": "sink"}),
+            ],
+            data={"order": 7, "nan": float("nan")},
+        ),
+        make_finding(
+            "LIMX01",
+            Severity.ERROR,
+            "artifact 16,000,413 bytes > 16,000,000 (seed 314)",
+            condition=Condition.LIMIT,
+            confidence=Confidence.PROOF,
+            origin="log",
+            location=Location(
+                file="train_seed314.log",
+                line=39,
+                snippet="Total submission size quantized+brotli: 16000413 bytes",
+            ),
+        ),
+        make_finding(
+            "HYGX01",
+            Severity.WARNING,
+            HUGE,
+            condition=Condition.HYGIENE,
+            location=Location(file="README.md", line=None),
+        ),
+        make_finding("HYGX02", Severity.INFO, "no location at all", condition=Condition.HYGIENE),
+        make_finding(
+            "HYGX03",
+            Severity.INFO,
+            "code with ``` fences inside",
+            condition=Condition.HYGIENE,
+            location=Location(file="notes.md", line=2, snippet="```python\nprint('x')\n```"),
+        ),
+        *sig.findings,
+    ]
+    findings += [
+        make_finding(
+            "C3X01",
+            Severity.WARNING,
+            f"extra finding {i}: " + "x" * 600,
+            condition=Condition.C3,
+            location=Location(file="train_gpt.py", line=1000 + i, snippet=f"step({i})", wrapper=WRAPPER),
+        )
+        for i in range(extra_findings)
+    ]
+    record = RecordAudit(
+        path=RECORD,
+        name="Ünïcode test",
+        track="track_10min_16mb",
+        verdict=verdict,
+        findings=findings,
+        runs=runs,
+        claimed={"val_bpb": 1.07823333, "date": "2026-04-10"},
+        significance=sig.significance,
+        sources=[{"file": "train_gpt.py", "chain": "lzma(raw)+b85", "bytes": 48_583}],
+    )
+    second = RecordAudit(
+        path="records/track_non_record_16mb/2026-04-11_Other",
+        name="Other",
+        track="track_non_record_16mb",
+        verdict=Verdict.ERROR,
+        error="log unreadable: bad UTF-8",
+    )
+    return AuditReport(
+        tool_version="0.1.0",
+        generated_at="2026-05-03T10:00:00Z",
+        verdict=verdict,
+        records=[record, second],
+        pr=PRScope(
+            repo="openai/parameter-golf",
+            ref="refs/pull/9999/head",
+            base="main",
+            commit="a" * 40,
+            added_records=[RECORD],
+            outside_changes=["README.md"],
+        ),
+        findings=[
+            make_finding(
+                "HYGX04",
+                Severity.WARNING,
+                "PR changes files outside its record folder",
+                condition=Condition.HYGIENE,
+                location=Location(file="README.md", line=12),
+            )
+        ],
+        options={"root": "/tmp/checkout"},
+    )
+
+
+# --- JSON ------------------------------------------------------------------------------------------
+
+
+def test_json_round_trips_through_the_model():
+    report = sample_report()
+    out = render(report, "json")
+    data = json.loads(out)
+    assert data["schema_version"] == report.schema_version
+    assert data["records"][0]["findings"][0]["data"]["nan"] is None  # NaN is not JSON
+    back = AuditReport.model_validate_json(out)
+    expected = json.loads(json.dumps(report.model_dump(mode="json"), default=str).replace("NaN", "null"))
+    assert back.model_dump(mode="json") == expected
+    assert back.records[0].significance == report.records[0].significance
+    assert "ünïcödé" in out  # UTF-8, not \u escapes
+
+
+def test_json_report_validates_against_its_schema():
+    data = json.loads(render(sample_report(), "json"))
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(data)
+    broken = copy.deepcopy(data)
+    broken["records"][0]["findings"][0]["severity"] = "catastrophic"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(broken)
+
+
+def test_committed_schema_is_current():
+    committed = json.loads((ROOT / "docs" / "report-schema.json").read_text())
+    assert committed == json_schema(), "run auditor.report.json_report.write_json_schema()"
+
+
+def test_schema_doc_mentions_every_field():
+    doc = (ROOT / "docs" / "report-schema.md").read_text()
+    for definition in json_schema()["$defs"].values():
+        for field in definition.get("properties", {}):
+            assert f"`{field}`" in doc, field
+    for field in json_schema()["properties"]:
+        assert f"`{field}`" in doc, field
+
+
+# --- SARIF -----------------------------------------------------------------------------------------
+
+
+def sarif_of(report):
+    return json.loads(render(report, "sarif"))
+
+
+def test_sarif_validates_against_the_official_schema():
+    log = sarif_of(sample_report())
+    jsonschema.Draft4Validator(SARIF_SCHEMA).validate(log)
+    assert log["version"] == "2.1.0" and "sarif-schema-2.1.0" in log["$schema"]
+    # the validator really checks: a result without a message is rejected
+    broken = copy.deepcopy(log)
+    del broken["runs"][0]["results"][0]["message"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(SARIF_SCHEMA).validate(broken)
+
+
+def test_sarif_rules_are_exactly_the_used_ones():
+    report = sample_report()
+    run = sarif_of(report)["runs"][0]
+    used = {f.rule_id for r in report.records for f in r.findings} | {f.rule_id for f in report.findings}
+    descriptors = run["tool"]["driver"]["rules"]
+    assert {d["id"] for d in descriptors} == used
+    assert len(descriptors) == len(used)
+    for result in run["results"]:
+        assert descriptors[result["ruleIndex"]]["id"] == result["ruleId"]
+    catalog = rules.catalog()
+    for d in descriptors:
+        props = d["properties"]
+        assert re.fullmatch(r"\d+\.\d", props["security-severity"])
+        assert props["precision"] in {"very-high", "high", "medium", "low"}
+        assert d["defaultConfiguration"]["level"] in {"error", "warning", "note"}
+        if d["id"] in catalog:
+            rule = catalog[d["id"]]
+            assert (
+                d["name"] == rule.name and d["help"]["markdown"] == rule.doc and d["helpUri"].endswith(".md")
+            )
+            assert d["fullDescription"]["text"] and d["shortDescription"]["text"] == rule.summary
+            assert ("security" in props["tags"]) == (rule.condition.value in {"C1", "C2", "C3", "C4"})
+
+
+def test_sarif_locations_and_wrapped_code():
+    run = sarif_of(sample_report())["runs"][0]
+    results = run["results"]
+    for result in results:
+        uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        assert not uri.startswith("/") and "\\" not in uri
+        assert result["locations"][0]["physicalLocation"]["region"]["startLine"] >= 1
+    wrapped = next(r for r in results if r["ruleId"] == "C2X01")
+    loc = wrapped["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"] == f"{RECORD}/train_gpt.py"
+    assert loc["region"] == {"startLine": 1}  # payload line 321 does not exist in the wrapper file
+    assert wrapped["properties"]["pgolf/payloadLine"] == 321
+    assert wrapped["properties"]["pgolf/wrapper"] == WRAPPER
+    assert "line 321 of the decoded payload" in wrapped["message"]["text"]
+    flow = wrapped["codeFlows"][0]["threadFlows"][0]["locations"]
+    assert [step["properties"]["pgolf/payloadLine"] for step in flow] == [300, 310, 321]
+    assert "source" in flow[0]["location"]["message"]["text"]
+    plain = next(r for r in results if r["ruleId"] == "LIMX01")
+    region = plain["locations"][0]["physicalLocation"]["region"]
+    assert region["startLine"] == 39 and "16000413" in region["snippet"]["text"]
+    assert plain["level"] == "error" and "codeFlows" not in plain
+    locationless = next(r for r in results if r["ruleId"] == "HYGX02")
+    assert locationless["properties"]["pgolf/locationless"] is True
+    assert (
+        locationless["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == f"{RECORD}/README.md"
+    )
+    top = next(r for r in results if r["ruleId"] == "HYGX04")
+    assert top["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "README.md"
+    huge = next(r for r in results if r["ruleId"] == "HYGX01")
+    assert len(huge["message"]["text"]) <= sarif.MAX_MESSAGE
+    assert huge["properties"]["pgolf/lineUnknown"] is True
+    prints = [r["partialFingerprints"]["pgolfFindingHash/v1"] for r in results]
+    assert len(prints) == len(set(prints))
+    assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == "file:///tmp/checkout/"
+
+
+def test_sarif_fingerprint_survives_a_line_shift():
+    report = sample_report()
+    moved = report.model_copy(deep=True)
+    moved.records[0].findings[1].location.line += 7
+    first = {r["ruleId"]: r["partialFingerprints"] for r in sarif_of(report)["runs"][0]["results"]}
+    second = {r["ruleId"]: r["partialFingerprints"] for r in sarif_of(moved)["runs"][0]["results"]}
+    assert first["LIMX01"] == second["LIMX01"]
+
+
+def test_sarif_invocation_reflects_errors():
+    ok = sarif_of(sample_report(Verdict.FAIL))["runs"][0]["invocations"][0]
+    assert ok["executionSuccessful"] is True
+    assert "log unreadable" in ok["toolExecutionNotifications"][0]["message"]["text"]
+    failed = sarif_of(sample_report(Verdict.ERROR))["runs"][0]["invocations"][0]
+    assert failed["executionSuccessful"] is False
+
+
+def test_sarif_empty_report_is_valid():
+    report = AuditReport(tool_version="0.1.0", generated_at="2026-05-03T10:00:00Z", verdict=Verdict.PASS)
+    log = sarif_of(report)
+    jsonschema.Draft4Validator(SARIF_SCHEMA).validate(log)
+    assert log["runs"][0]["results"] == [] and log["runs"][0]["tool"]["driver"]["rules"] == []
+
+
+@pytest.mark.parametrize(
+    ("record", "file", "expected"),
+    [
+        ("records/track_10min_16mb/X", "train_gpt.py", "records/track_10min_16mb/X/train_gpt.py"),
+        ("/home/u/pg/records/track_10min_16mb/X", "logs/a.txt", "records/track_10min_16mb/X/logs/a.txt"),
+        ("C:\\pg\\records\\track_10min_16mb\\X", "train_gpt.py", "records/track_10min_16mb/X/train_gpt.py"),
+        (
+            "records/track_10min_16mb/X",
+            "records/track_10min_16mb/X/README.md",
+            "records/track_10min_16mb/X/README.md",
+        ),
+        ("/tmp/checkout/sub/X", "./train_gpt.py", "sub/X/train_gpt.py"),
+        ("/elsewhere/X", "/elsewhere/X/submission.json", "X/submission.json"),
+        (None, "./README.md", "README.md"),
+    ],
+)
+def test_repository_relative_paths(record, file, expected):
+    assert file_path(record, file, {"root": "/tmp/checkout"}) == expected
+
+
+def test_repo_relative_keeps_dot_names():
+    assert repo_relative(".hidden/records_x") == ".hidden/records_x"
+
+
+# --- Markdown --------------------------------------------------------------------------------------
+
+
+def test_markdown_has_the_key_elements():
+    out = render(sample_report(), "markdown")
+    assert out.startswith("## pgolf audit: `FAIL`")
+    assert "**Compliance verdict: `FAIL`**" in out
+    assert not re.search(
+        "[\U0001f300-\U0001faff\u2600-\u27bf]", out.split("\n", 3)[2]
+    )  # emoji-free badge line
+    for value in ("1.07800000", "1.07850000", "1.07820000", "1.07823333"):  # per seed and mean
+        assert value in out
+    assert "seeds 42, 314, 999" in out
+    assert "16,000,413" in out and "413 OVER" in out and "8,070 under" in out
+    assert "duplicate of `train_seed42.log`" in out
+    assert (
+        "`train_gpt.py:321` (line in the decoded payload; wrapper chain: `train_gpt.py: lzma(raw)+b85`)"
+        in out
+    )
+    assert "```python\n      p = full[key] / ctx[key]" in out
+    assert "1. source: `train_gpt.py:300`" in out
+    assert "<details><summary>Info (2)</summary>" in out
+    # code containing ``` gets a longer fence
+    assert "````markdown\n  ```python" in out
+    # significance: both policies x both units
+    for policy in ("readme", "frontier"):
+        for unit in ("nats/token", "nats/byte"):
+            assert f"| {policy} | {unit} |" in out
+    assert "Significance vs PR #1514" in out
+
+
+def test_markdown_escapes_untrusted_text():
+    out = render(sample_report(), "markdown")
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert "@maintainer" not in out and "&#64;maintainer" in out
+    assert "ünïcödé ✓" in out
+    assert md.code("a`b") == "``a`b``"
+    assert md.cell("a|b\nc") == "a\\|b<br>c"
+    assert md.code_cell("x|y") == "`x\\|y`"
+
+
+def test_markdown_stays_under_the_comment_limit():
+    out = render(sample_report(extra_findings=400), "markdown")
+    assert len(out) <= md.GITHUB_COMMENT_LIMIT
+    assert "findings omitted" in out
+    assert "#### Errors (2)" in out  # the errors survive the cut
+    no_findings = render(sample_report(), "markdown", limit=3_500)  # only the summaries fit
+    assert len(no_findings) <= 3_500 and "findings omitted" in no_findings and "1.07823333" in no_findings
+    tiny = render(sample_report(), "markdown", limit=1_200)  # not even those: cut at a heading
+    assert len(tiny) <= 1_200 and "Truncated" in tiny
+    # the huge message is clipped even when everything fits
+    assert len(render(sample_report(), "markdown")) < 20_000
+
+
+# --- text ------------------------------------------------------------------------------------------
+
+
+def test_text_report_content():
+    out = render(sample_report(), "text", color=False, width=120)
+    assert "verdict: FAIL" in out
+    assert "\x1b[" not in out
+    for value in ("15,991,930", "16,000,413", "15,990,000", "413 OVER", "1.07823333"):
+        assert value in out
+    assert "train_gpt.py:321 (line in the decoded payload of train_gpt.py: lzma(raw)+b85)" in out
+    assert "source: train_gpt.py:300" in out
+    assert "Errors (2)" in out and "Warnings" in out and "Info (2)" in out
+    assert "Significance vs PR #1514" in out and "frontier" in out and "nats/byte" in out
+    assert "<script>alert(1)</script>" in out  # rich markup in messages is not interpreted
+    assert "more characters" in out  # the huge message is clipped
+    assert "audit error: log unreadable" in out
+
+
+def test_text_color_only_when_asked(monkeypatch):
+    assert "\x1b[" in render(sample_report(), "text", color=True)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert text.use_color() is False
+
+    class Tty:
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR")
+    assert text.use_color(Tty()) is True
+    assert "\x1b[" not in render(sample_report(), "text")  # pytest's stdout is not a TTY
+
+
+def test_every_format_renders_and_unknown_fails():
+    report = sample_report()
+    for fmt in FORMATS:
+        assert render(report, fmt).strip()
+    assert render(report, "md") == render(report, "markdown")
+    with pytest.raises(PgolfError) as info:
+        render(report, "pdf")
+    assert info.value.exit_code == ExitCode.USAGE

@@ -1,0 +1,459 @@
+"""Significance (auditor/significance.py): hand-computed statistics, the real records, edge cases."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from scipy import special
+
+import rules
+from auditor.models import Confidence, SeedRun, Severity
+from auditor.significance import (
+    FRONTIER_POLICY,
+    LN2,
+    NATS_BYTE,
+    NATS_TOKEN,
+    README_POLICY,
+    Baseline,
+    QuotedP,
+    assess,
+    baseline_from_record,
+    candidate_date,
+    claim_location,
+    decisive_row,
+    find_quoted_p,
+    leaderboard_baseline,
+    load_leaderboard,
+    one_sided_test,
+    quoted_p_agrees,
+    significance_for_record,
+)
+
+SP8192_RATIO = 2.58310385  # val_loss / val_bpb of the SP8192 rows (ln 2 x bytes/token)
+SP1024_RATIO = 1.68842  # the same for SP1024 (#549/#1019)
+
+
+def runs_from_bpb(bpbs, ratio=SP8192_RATIO, first_seed=1):
+    return [
+        SeedRun(
+            log_file=f"train_seed{first_seed + i}.log", seed=first_seed + i, val_bpb=b, val_loss=b * ratio
+        )
+        for i, b in enumerate(bpbs)
+    ]
+
+
+def baseline(bpbs, ratio=SP8192_RATIO, name="base", tokenizer=None):
+    return Baseline(
+        name=name,
+        runs=tuple(runs_from_bpb(bpbs, ratio, first_seed=100)),
+        source="record",
+        tokenizer=tokenizer,
+    )
+
+
+def welch_by_hand(c, b, margin=0.0):
+    """Explicit Welch formulas: t, Welch-Satterthwaite df, one-sided p from the t CDF, z p."""
+    nc, nb = len(c), len(b)
+    mc, mb = sum(c) / nc, sum(b) / nb - margin
+    vc = sum((x - sum(c) / nc) ** 2 for x in c) / (nc - 1)
+    vb = sum((x - sum(b) / nb) ** 2 for x in b) / (nb - 1)
+    se2 = vc / nc + vb / nb
+    t = (mc - mb) / math.sqrt(se2)
+    df = se2**2 / ((vc / nc) ** 2 / (nc - 1) + (vb / nb) ** 2 / (nb - 1))
+    p = special.stdtr(df, t)  # P(T <= t): H1 "candidate lower"
+    z_p = 0.5 * math.erfc(-t / math.sqrt(2))
+    return t, df, p, z_p
+
+
+def rows_by(result):
+    return {(r.policy, r.unit): r for r in result.significance.rows}
+
+
+def rule_ids(result):
+    return sorted(f.rule_id for f in result.findings)
+
+
+# --- the test statistic -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.005, 0.01])
+def test_welch_matches_explicit_formulas(margin):
+    c = [2.7860, 2.7871, 2.7855, 2.7880]
+    b = [2.7950, 2.7911, 2.7932]
+    t, df, p, z_p = welch_by_hand(c, b, margin)
+    out = one_sided_test(c, b, margin)
+    assert out.t_stat == pytest.approx(t, rel=1e-9)
+    assert out.df == pytest.approx(df, rel=1e-9)
+    assert out.p_value == pytest.approx(p, rel=1e-7)
+    assert out.z_p_value == pytest.approx(z_p, rel=1e-7)
+    assert out.note is None
+
+
+def test_margin_makes_the_test_harder():
+    c, b = [1.0, 1.001, 0.999], [1.006, 1.007, 1.005]
+    assert one_sided_test(c, b, 0.0).p_value < one_sided_test(c, b, 0.005).p_value < 0.5
+    assert one_sided_test(c, b, 0.0061).p_value > 0.5  # improvement 0.006 < margin
+
+
+def test_one_baseline_run_uses_one_sample_test():
+    c = [1.070, 1.072, 1.071]
+    out = one_sided_test(c, [1.080], 0.005)
+    mean = sum(c) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in c) / 2)
+    t = (mean - (1.080 - 0.005)) / (sd / math.sqrt(3))
+    assert out.t_stat == pytest.approx(t)
+    assert out.df == 2
+    assert out.p_value == pytest.approx(special.stdtr(2, t))
+    assert "one baseline run" in out.note
+
+
+def test_one_candidate_run_tests_the_baseline_runs():
+    b = [1.080, 1.082, 1.081]
+    out = one_sided_test([1.070], b)
+    mean = sum(b) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in b) / 2)
+    t = (1.070 - mean) / (sd / math.sqrt(3))  # same sign convention: negative = candidate lower
+    assert out.t_stat == pytest.approx(t)
+    assert out.p_value == pytest.approx(special.stdtr(2, t))
+    assert "one candidate run" in out.note
+
+
+def test_single_runs_and_zero_variance_are_refused():
+    assert one_sided_test([1.07], [1.08]).p_value is None
+    out = one_sided_test([1.07, 1.07, 1.07], [1.08, 1.08])
+    assert out.p_value is None and out.t_stat is None
+    assert "zero variance" in out.note
+    assert one_sided_test([], [1.08, 1.09]).p_value is None
+
+
+# --- policies, units, findings -------------------------------------------------------------------
+
+BASE_1514 = [1.07928348, 1.08024795, 1.07996676]  # PR #1514 per-seed val_bpb
+
+
+def test_policies_disagree_small_margin():
+    result = assess(runs_from_bpb([1.0780, 1.0785, 1.0782]), baseline(BASE_1514))
+    rows = rows_by(result)
+    assert set(rows) == {(p, u) for p in ("readme", "frontier") for u in (NATS_TOKEN, NATS_BYTE)}
+    readme, frontier = rows["readme", NATS_TOKEN], rows["frontier", NATS_BYTE]
+    assert not readme.significant and frontier.significant
+    assert readme.margin == README_POLICY.margin and readme.alpha == 0.01
+    assert frontier.margin == 0.0 and frontier.alpha == FRONTIER_POLICY.alpha == 0.25
+    # nats/byte is BPB x ln 2; nats/token uses val_loss
+    assert rows["frontier", NATS_BYTE].mean_candidate == pytest.approx((1.0780 + 1.0785 + 1.0782) / 3 * LN2)
+    assert rows["frontier", NATS_TOKEN].mean_candidate == pytest.approx(
+        (1.0780 + 1.0785 + 1.0782) / 3 * SP8192_RATIO
+    )
+    # without a margin the t-test is scale free: same p in both units
+    assert rows["frontier", NATS_TOKEN].p_value == pytest.approx(
+        rows["frontier", NATS_BYTE].p_value, rel=1e-6
+    )
+    assert rule_ids(result) == ["SIG001"]
+    sig001 = result.findings[0]
+    assert sig001.severity == Severity.WARNING and sig001.origin == "log"
+    assert "margin" in sig001.message
+
+
+def test_clear_improvement_passes_both_policies():
+    result = assess(runs_from_bpb([1.0740, 1.0745, 1.0742]), baseline(BASE_1514))
+    rows = rows_by(result)
+    assert rows["readme", NATS_TOKEN].significant and rows["frontier", NATS_BYTE].significant
+    assert rule_ids(result) == []
+
+
+def test_no_improvement_is_a_frontier_error():
+    result = assess(runs_from_bpb([1.0797, 1.0800, 1.0796]), baseline(BASE_1514))
+    by_rule = {f.rule_id: f for f in result.findings}
+    assert set(by_rule) == {"SIG001", "SIG002"}
+    assert by_rule["SIG002"].severity == Severity.ERROR
+    assert by_rule["SIG002"].confidence == Confidence.PROOF
+    assert by_rule["SIG002"].data["p_value"] > 0.25
+
+
+def test_worse_candidate_says_not_better():
+    result = assess(runs_from_bpb([1.0830, 1.0835, 1.0832]), baseline(BASE_1514))
+    sig002 = next(f for f in result.findings if f.rule_id == "SIG002")
+    assert "not better" in sig002.message
+    assert rows_by(result)["frontier", NATS_BYTE].delta < 0
+
+
+def test_fewer_than_three_seeds():
+    result = assess(runs_from_bpb([1.0740, 1.0745]), baseline(BASE_1514))
+    sig003 = [f for f in result.findings if f.rule_id == "SIG003"]
+    assert len(sig003) == 1 and sig003[0].data["n_seeds"] == 2 and sig003[0].severity == Severity.WARNING
+    assert rows_by(result)["frontier", NATS_BYTE].n_candidate == 2
+
+
+def test_one_run_each_side_is_refused_not_failed():
+    result = assess(runs_from_bpb([1.0700]), baseline([1.0798]))
+    rows = rows_by(result)
+    assert all(r.p_value is None and not r.significant for r in rows.values())
+    assert "refused" in rows["frontier", NATS_BYTE].note
+    by_rule = {f.rule_id: f for f in result.findings}
+    assert by_rule["SIG003"].data["n_seeds"] == 1
+    # no test was possible: SIG002 is downgraded, never a proof error
+    assert by_rule["SIG002"].severity == Severity.WARNING
+    assert by_rule["SIG002"].confidence == Confidence.HEURISTIC
+
+
+def test_no_runs_at_all():
+    result = assess([], baseline(BASE_1514))
+    assert result.significance.rows == []
+    assert rule_ids(result) == ["SIG003"]
+
+
+def test_zero_variance_candidate_and_baseline():
+    result = assess(runs_from_bpb([1.07, 1.07, 1.07]), baseline([1.08, 1.08, 1.08]))
+    row = rows_by(result)["frontier", NATS_BYTE]
+    assert row.p_value is None and "zero variance" in row.note
+    assert not any(f.severity == Severity.ERROR for f in result.findings)
+
+
+def test_nan_and_missing_scores_are_dropped():
+    cand = runs_from_bpb([1.0740, 1.0745, 1.0742])
+    cand.append(SeedRun(log_file="train_seed9.log", seed=9, val_bpb=float("nan"), val_loss=float("nan")))
+    cand.append(SeedRun(log_file="train_seed10.log", seed=10, val_bpb=1.0741, val_loss=None))
+    result = assess(cand, baseline(BASE_1514))
+    rows = rows_by(result)
+    assert rows["frontier", NATS_BYTE].n_candidate == 4
+    assert rows["frontier", NATS_TOKEN].n_candidate == 3
+    assert "dropped" in rows["frontier", NATS_TOKEN].note
+    assert all(math.isfinite(r.mean_candidate) for r in rows.values())
+
+
+def test_duplicates_and_repeated_seeds_count_once():
+    cand = runs_from_bpb([1.0740, 1.0745, 1.0742])
+    cand.append(cand[0].model_copy(update={"log_file": "train.log"}))  # same seed again
+    cand.append(
+        cand[1].model_copy(update={"log_file": "copy.log", "seed": None, "duplicate_of": "train_seed2.log"})
+    )
+    result = assess(cand, baseline(BASE_1514))
+    assert rows_by(result)["readme", NATS_TOKEN].n_candidate == 3
+
+
+def test_reproduction_runs_pooled_only_for_frontier():
+    own = runs_from_bpb([1.0790, 1.0795, 1.0788])
+    extra = runs_from_bpb([1.0791, 1.0789, 1.0793], first_seed=50)
+    without = assess(own, baseline(BASE_1514))
+    pooled = assess(own, baseline(BASE_1514), extra_runs=extra)
+    rows = rows_by(pooled)
+    assert rows["frontier", NATS_BYTE].n_candidate == 6
+    assert rows["readme", NATS_BYTE].n_candidate == 3
+    assert "pooled" in rows["frontier", NATS_BYTE].note
+    assert rows["frontier", NATS_BYTE].p_value < rows_by(without)["frontier", NATS_BYTE].p_value
+
+
+def test_nats_per_token_not_decisive_across_tokenizers():
+    # SP1024 candidate (about 2.44 bytes/token) against an SP8192 baseline (about 3.7 bytes/token):
+    # val_loss is lower for SP1024 at a worse BPB, so nats/token would call it an improvement.
+    cand = runs_from_bpb([1.0900, 1.0905, 1.0902], ratio=SP1024_RATIO)
+    result = assess(cand, baseline(BASE_1514, tokenizer="sp8192"), candidate_tokenizer="sp1024")
+    rows = rows_by(result)
+    assert rows["readme", NATS_TOKEN].delta > 0.005  # meaningless "improvement" in nats/token
+    assert "not comparable" in rows["readme", NATS_TOKEN].note
+    assert decisive_row(result.significance.rows, "readme", comparable=False).unit == NATS_BYTE
+    assert {"SIG001", "SIG002"} <= set(rule_ids(result))
+    # detected from the loss/bpb ratio alone, too
+    again = assess(cand, baseline(BASE_1514))
+    assert "bytes/token differ" in rows_by(again)["readme", NATS_TOKEN].note
+
+
+def test_z_test_disagreeing_with_t_test():
+    result = assess(runs_from_bpb([1.0768, 1.0770, 1.0772]), baseline(BASE_1514))
+    row = rows_by(result)["readme", NATS_TOKEN]
+    assert row.z_p_value < 0.01 < row.p_value
+    assert result.significance.z_test_p == row.z_p_value
+    sig004 = [f for f in result.findings if f.rule_id == "SIG004"]
+    assert len(sig004) == 1 and sig004[0].data["policy"] == "readme"
+
+
+def test_quoted_p_comparison():
+    from auditor.models import Location
+
+    loc = Location(file="README.md", line=3)
+    assert quoted_p_agrees(QuotedP(0.02, False, loc, ""), [0.0203])
+    assert not quoted_p_agrees(QuotedP(0.0001, False, loc, ""), [0.008, 0.8])
+    assert quoted_p_agrees(QuotedP(5e-5, False, loc, ""), [3e-7])  # both tiny
+    assert not quoted_p_agrees(QuotedP(1e-3, False, loc, ""), [3e-7])
+    assert quoted_p_agrees(QuotedP(0.001, True, loc, ""), [0.004])  # "p < 0.001" vs 0.004: within 10x
+    assert not quoted_p_agrees(QuotedP(0.001, True, loc, ""), [0.2, 0.5])
+
+    quoted = QuotedP(0.0001, False, loc, "p = 0.0001")
+    result = assess(runs_from_bpb([1.0780, 1.0785, 1.0782]), baseline(BASE_1514), quoted_p=quoted)
+    sig004 = [f for f in result.findings if f.rule_id == "SIG004"]
+    assert len(sig004) == 1 and sig004[0].location == loc
+    assert result.significance.quoted_p == 0.0001
+
+
+# --- the real records (committed leaderboard, no corpus needed) -----------------------------------
+
+
+def _row(pr):
+    return next(r for r in load_leaderboard() if r.pr == pr)
+
+
+def test_pr1019_example_from_rules_md():
+    """#1019: 1.89002 -> 1.88218 nats, delta 0.0078 (clears 0.005); Welch t = -11.83, df 3.31 on BPB."""
+    base, cand = _row(549), _row(1019)
+    result = assess(
+        cand.runs, Baseline(name="PR #549", runs=base.runs, source="leaderboard", tokenizer="sp1024")
+    )
+    rows = rows_by(result)
+    readme = rows["readme", NATS_TOKEN]
+    assert readme.mean_baseline == pytest.approx(1.89002068, abs=1e-8)
+    assert readme.mean_candidate == pytest.approx(1.88217853, abs=1e-8)
+    assert readme.delta == pytest.approx(0.00784215, abs=1e-8)
+    assert readme.significant and readme.p_value < 0.01
+    frontier = rows["frontier", NATS_BYTE]
+    assert frontier.t_stat == pytest.approx(-11.83, abs=0.005)
+    assert frontier.df == pytest.approx(3.3063, abs=1e-4)
+    assert rule_ids(result) == []
+
+
+@pytest.mark.parametrize(
+    ("candidate", "previous", "annotated_p"),
+    [(1514, 1493, 0.020), (1529, 1514, 0.001), (1769, 1736, 0.063), (2135, 2014, 0.014)],
+)
+def test_maintainers_frontier_p_values(candidate, previous, annotated_p):
+    """The p-values annotated on the maintainers' leaderboard (PR #1902 / #2146) are reproduced."""
+    base = leaderboard_baseline(_row(candidate).date, pr=candidate)
+    assert base.pr == previous
+    result = assess(_row(candidate).runs, base)
+    assert round(rows_by(result)["frontier", NATS_BYTE].p_value, 3) == annotated_p
+    assert "SIG002" not in rule_ids(result)
+
+
+def test_leaderboard_baseline_selection():
+    rows = load_leaderboard()
+    assert [r.date for r in rows] == sorted(r.date for r in rows)
+    # a leaderboard record is compared with the best row before it
+    assert leaderboard_baseline("2026-03-25", folder="2026-03-25_ValCalib_GPTQ_XSA_BigramHash3072").pr == 549
+    # same date: the lower PR number came first (#1851 before #1855, both 2026-04-27)
+    assert leaderboard_baseline("2026-04-27", pr=1855).pr == 1851
+    # an unknown folder: strictly earlier dates only
+    assert leaderboard_baseline("2026-04-27", folder="2026-04-27_Something_New").pr == 1787
+    assert leaderboard_baseline("2026-03-01") is None
+    assert leaderboard_baseline(None) is None
+    # the worse, later Ternary row (1.157 on 03-24) never becomes the baseline
+    assert leaderboard_baseline("2026-03-25").pr == 549
+
+
+def test_leaderboard_file_is_numbers_only():
+    data = json.loads(rules.LEADERBOARD_FILE.read_text())
+    assert data["rows"]
+    for row in data["rows"]:
+        assert set(row) >= {"folder", "pr", "date", "score", "val_bpb_mean", "seeds", "tokenizer"}
+        for seed in row["seeds"]:
+            assert isinstance(seed["val_bpb"], float)
+        if row["evidence"] == "logs":
+            bpbs = [s["val_bpb"] for s in row["seeds"]]
+            assert row["val_bpb_mean"] == pytest.approx(sum(bpbs) / len(bpbs), abs=1e-8)
+
+
+# --- reading the claim from a folder ----------------------------------------------------------
+
+
+def _folder(tmp_path, name="2026-04-10_Test", readme="", submission=None):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "README.md").write_text(readme, encoding="utf-8")
+    if submission is not None:
+        (folder / "submission.json").write_text(json.dumps(submission, indent=2), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("line", "value", "bound"),
+    [
+        ("- One-sided one-sample t-test: `t=31.42` with `df=2`, which gives `p=0.00051`", 0.00051, False),
+        ("**Mean val_bpb: 1.1748** (3 seeds, p<0.001)", 0.001, True),
+        ("- t-statistic: -93.6, df=2, p << 0.01", 0.01, True),
+        ("p-value < 1.195: 0.00234486", 0.00234486, False),
+        ("Welch p-value: 0.034 vs the previous record", 0.034, False),
+    ],
+)
+def test_find_quoted_p_in_readme(tmp_path, line, value, bound):
+    folder = _folder(tmp_path, readme=f"# Title\n\nTTT_P=0.5 top_p=0.9\n{line}\n")
+    quoted = find_quoted_p(folder)
+    assert quoted is not None
+    assert quoted.value == pytest.approx(value) and quoted.bound is bound
+    assert quoted.location.file == "README.md" and quoted.location.line == 4
+
+
+def test_find_quoted_p_prefers_submission_json(tmp_path):
+    folder = _folder(
+        tmp_path, readme="p = 0.3\n", submission={"name": "x", "val_bpb": 1.07, "p_value": "<0.001"}
+    )
+    quoted = find_quoted_p(folder)
+    assert (quoted.value, quoted.bound, quoted.location.file) == (0.001, True, "submission.json")
+    assert '"p_value"' in quoted.location.snippet
+    assert find_quoted_p(_folder(tmp_path, name="b", readme="no statistics here, top_p=0.9\n")) is None
+
+
+def test_claim_location_and_date(tmp_path):
+    folder = _folder(tmp_path, submission={"name": "x", "date": "2026-04-12T10:00:00Z", "val_bpb": 1.07})
+    loc = claim_location(folder)
+    assert loc.file == "submission.json" and loc.line == 4 and '"val_bpb"' in loc.snippet
+    assert candidate_date(folder, {"date": "2026-04-12T10:00:00Z"}) == "2026-04-12"
+    assert candidate_date(folder, {}) == "2026-04-10"
+    assert candidate_date(folder, {"date_iso": "2026-04-11", "date": "April 11"}) == "2026-04-11"
+    assert candidate_date(Path("no_date_here"), None) is None
+    bare = _folder(tmp_path, name="bare", readme="# t\n\n**val_bpb: 1.0812** (3 seeds)\n")
+    assert claim_location(bare).line == 3
+
+
+def test_significance_for_record(tmp_path):
+    folder = _folder(tmp_path, submission={"name": "x", "date": "2026-04-10", "val_bpb": 1.0742})
+    runs = runs_from_bpb([1.0740, 1.0745, 1.0742])
+    result = significance_for_record(folder, runs, track="track_10min_16mb", claimed={"date": "2026-04-10"})
+    assert result.significance.baseline.startswith("PR #1514")
+    assert significance_for_record(folder, runs, track="track_non_record_16mb") is None
+    assert significance_for_record(_folder(tmp_path, name="1999-01-01_old"), runs) is None
+    other = baseline_from_record("records/track_10min_16mb/2026-04-09_A2_Muon097_3Seed", _row(1514).runs)
+    explicit = significance_for_record(folder, runs, baseline=other)
+    assert explicit.significance.baseline.endswith("2026-04-09_A2_Muon097_3Seed")
+    assert rows_by(explicit)["frontier", NATS_BYTE].p_value == pytest.approx(
+        rows_by(result)["frontier", NATS_BYTE].p_value
+    )
+
+
+# --- corpus: the committed leaderboard matches the logs (skipped without ../shared) ---------------
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not (CORPUS / "records" / "track_10min_16mb").is_dir(), reason="corpus not available")
+def test_committed_leaderboard_matches_corpus_logs():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "build_leaderboard", Path(__file__).resolve().parents[1] / "bench" / "build_leaderboard.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(sys.modules[spec.name])
+    module = sys.modules[spec.name]
+    committed = {r.folder: r for r in load_leaderboard() if r.folder}
+    checked = 0
+    for folder in sorted((CORPUS / "records" / "track_10min_16mb").iterdir()):
+        if folder.name not in committed:
+            continue
+        reported, _, _ = module.folder_runs(module.corpus_folder(folder))
+        fresh = {(r.seed, r.val_bpb, r.val_loss) for r in reported}
+        stored = {(r.seed, r.val_bpb, r.val_loss) for r in committed[folder.name].runs}
+        assert fresh == stored, folder.name
+        checked += 1
+    assert checked >= 40
+
+
+def test_unscored_runs_do_not_count_as_seeds():
+    cand = runs_from_bpb([1.0740, 1.0745])
+    cand.append(SeedRun(log_file="train_seed7.log", seed=7, val_bpb=float("nan"), val_loss=None))
+    result = assess(cand, baseline(BASE_1514))
+    sig003 = next(f for f in result.findings if f.rule_id == "SIG003")
+    assert sig003.data["n_seeds"] == 2 and sig003.data["seeds"] == [1, 2]
