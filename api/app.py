@@ -18,13 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auditor import __version__
 from api.db import init_db, make_engine
 from api.jobs import JobRunner
 from api.metrics import Metrics
 from api.routers import audits, ops, rules
 from api.security import BodyLimitMiddleware, TokenBucket
 from api.settings import Settings
+from auditor import __version__
 
 log = logging.getLogger("pgolf.api")
 STATIC = Path(__file__).parent / "static"

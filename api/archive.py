@@ -36,7 +36,7 @@ class Limits:
 
 
 def sniff_format(data: bytes) -> str:
-    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if data.startswith(b"\x1f\x8b"):
         return "tar.gz"

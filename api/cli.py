@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,17 +21,17 @@ from api.settings import Settings, parse_token_lines
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 to listen on every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    data_dir: Annotated[Optional[Path], typer.Option(help="SQLite file and scratch space [PGOLF_DATA_DIR].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="SQLite file and scratch space [PGOLF_DATA_DIR].")] = None,
     database_url: Annotated[
-        Optional[str], typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://u@h/db [PGOLF_DATABASE_URL].")
+        str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://u@h/db [PGOLF_DATABASE_URL].")
     ] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Static-audit worker processes [PGOLF_WORKERS].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Static-audit worker processes [PGOLF_WORKERS].")] = None,
     redis_url: Annotated[
-        Optional[str], typer.Option(help="Redis for the rerun queue; reruns are refused without it [PGOLF_REDIS_URL].")
+        str | None, typer.Option(help="Redis for the rerun queue; reruns are refused without it [PGOLF_REDIS_URL].")
     ] = None,
-    upstream: Annotated[Optional[str], typer.Option(help="Repository that PR numbers refer to [PGOLF_UPSTREAM].")] = None,
+    upstream: Annotated[str | None, typer.Option(help="Repository that PR numbers refer to [PGOLF_UPSTREAM].")] = None,
     token_file: Annotated[
-        Optional[Path], typer.Option(help="File of name:token lines allowed to POST [PGOLF_API_TOKENS(_FILE)].")
+        Path | None, typer.Option(help="File of name:token lines allowed to POST [PGOLF_API_TOKENS(_FILE)].")
     ] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Accept POSTs without a token (local use only).")] = False,
     allow_local_repos: Annotated[
@@ -45,12 +45,17 @@ def serve(
     from api.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(
-        data_dir=data_dir, database_url=database_url, workers=workers, redis_url=redis_url, upstream=upstream,
-        auth_required=False if no_auth else None, allow_local_repos=True if allow_local_repos else None,
-    )
-    if token_file is not None:
-        settings = settings.with_tokens(parse_token_lines(token_file.read_text().splitlines()))
+    try:
+        settings = Settings.from_env(
+            data_dir=data_dir, database_url=database_url, workers=workers, redis_url=redis_url,
+            upstream=upstream, auth_required=False if no_auth else None,
+            allow_local_repos=True if allow_local_repos else None,
+        )
+        if token_file is not None:
+            settings = settings.with_tokens(parse_token_lines(token_file.read_text().splitlines()))
+    except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
+        typer.echo(f"error: bad service settings: {exc}", err=True)
+        raise typer.Exit(2) from None
     if settings.auth_required and not settings.token_hashes:
         logging.getLogger("pgolf.api").warning(
             "no API tokens configured: reads work, submissions answer 503 (see --token-file / --no-auth)")
@@ -66,7 +71,7 @@ def worker(
         str, typer.Option(envvar="PGOLF_RERUN_QUEUE", help="Queue name (must match the service's).")
     ] = "pgolf-rerun",
     burst: Annotated[bool, typer.Option("--burst", help="Exit when the queue is empty.")] = False,
-    name: Annotated[Optional[str], typer.Option(help="Worker name shown in RQ (default: host+pid).")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name shown in RQ (default: host+pid).")] = None,
 ) -> None:
     """Run a rerun worker (on a GPU host): takes rerun jobs from the queue and runs them sandboxed."""
     from redis import Redis

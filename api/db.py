@@ -7,7 +7,7 @@ sharing one queue. A job row is committed before the API answers 202, so a crash
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -29,7 +29,7 @@ STATUSES = (QUEUED, RUNNING, RERUNNING, DONE, FAILED)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:

@@ -10,6 +10,7 @@ from fastapi import Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from pydantic import ValidationError
 
 from api.db import Audit
 from auditor.models import AuditReport
@@ -78,7 +79,12 @@ def _render(name: str, **context) -> str:
 
 
 def audit_page(request: Request, job: Audit) -> str:
-    report = AuditReport.model_validate_json(job.report_json) if job.report_json else None
+    report, note = None, None
+    if job.report_json:
+        try:
+            report = AuditReport.model_validate_json(job.report_json)
+        except ValidationError:
+            note = "the stored report does not match this pgolf version's schema; see the JSON report"
     comment = None
     if report is not None:
         try:
@@ -95,7 +101,7 @@ def audit_page(request: Request, job: Audit) -> str:
             })
     rerun = json.loads(job.rerun_json) if job.rerun_json else None
     return _render("audit.html", job=job, report=report, records=records, comment=comment, rerun=rerun,
-                   label=source_label(job), pending=job.status in ("queued", "running"))
+                   label=source_label(job), pending=job.status in ("queued", "running"), note=note)
 
 
 def index_page(request: Request, rows: list[Audit]) -> str:

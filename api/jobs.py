@@ -131,7 +131,7 @@ class JobRunner:
         if not worker_id:
             return True
         host, _, rest = worker_id.partition(":")
-        pid_text, _, nonce = rest.partition(":")
+        pid_text = rest.partition(":")[0]
         if host != socket.gethostname() or not pid_text.isdigit():
             return False
         if int(pid_text) == os.getpid():
@@ -145,6 +145,16 @@ class JobRunner:
         for audit_id, worker_id in rows:
             if self._is_dead(worker_id):
                 self._interrupted(audit_id, worker_id, "the server process running it stopped (crash or kill)")
+        if not self.settings.redis_url:
+            # Reruns waiting on a queue this server no longer has would wait forever: say so instead.
+            with self.sessions() as s:
+                s.execute(
+                    update(Audit).where(Audit.status == RERUNNING).values(
+                        status=FAILED, rerun_status=FAILED, finished_at=utcnow(),
+                        rerun_error="the server was restarted without a rerun queue (--redis-url)",
+                        error="rerun failed: the server was restarted without a rerun queue (--redis-url)")
+                )
+                s.commit()
 
     def _interrupted(self, audit_id: str, worker_id: str | None, reason: str) -> None:
         """Re-queue a job whose runner vanished, or fail it when it has used up its attempts."""
@@ -153,11 +163,11 @@ class JobRunner:
             if job is None or job.status != RUNNING or job.worker_id != worker_id:
                 return  # someone else already dealt with it
             if job.attempts >= self.settings.max_attempts:
-                values = dict(status=FAILED, finished_at=utcnow(),
-                              error=f"interrupted {job.attempts} times, last because {reason}; giving up")
+                values = {"status": FAILED, "finished_at": utcnow(),
+                          "error": f"interrupted {job.attempts} times, last because {reason}; giving up"}
                 outcome = "failed"
             else:
-                values = dict(status=QUEUED, worker_id=None, started_at=None, heartbeat_at=None)
+                values = {"status": QUEUED, "worker_id": None, "started_at": None, "heartbeat_at": None}
                 outcome = "requeued"
             res = s.execute(
                 update(Audit)
@@ -183,7 +193,7 @@ class JobRunner:
             except SQLAlchemyError:
                 log.exception("database error in the dispatcher; retrying")
                 time.sleep(1)
-            except Exception:  # noqa: BLE001 - the dispatcher must outlive any single bad job
+            except Exception:
                 log.exception("dispatcher error; retrying")
                 time.sleep(1)
             self._wake.wait(0.5)
@@ -324,7 +334,7 @@ class JobRunner:
                     self._poll_reruns()
             except SQLAlchemyError:
                 log.exception("database error in the maintenance loop; retrying")
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("maintenance loop error; retrying")
 
     def _heartbeat(self) -> None:

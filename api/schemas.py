@@ -6,8 +6,9 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from auditor.pipeline import AuditOptions
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from auditor.pipeline import AuditOptions
 
 # A baseline is a leaderboard row / record folder *name*: never a path on the server.
 BASELINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+()-]{0,199}$")
@@ -40,7 +41,7 @@ class AuditRequest(BaseModel):
     options: AuditOptions = Field(default_factory=AuditOptions)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "AuditRequest":
+    def _one_source(self) -> AuditRequest:
         if (self.pr is None) == (self.ref is None):
             raise ValueError("give either `ref` (with `repo`) or `pr`")
         if self.pr is None and self.repo is None:

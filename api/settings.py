@@ -41,8 +41,9 @@ class Settings(BaseModel):
     max_upload_bytes: int = 32 * 1024 * 1024
     max_extracted_bytes: int = 256 * 1024 * 1024
     max_archive_members: int = 5000
-    git_timeout_s: float = 120.0
-    git_max_bytes: int = 512 * 1024 * 1024
+    # Resolving a ref (git ls-remote) happens inside the POST; the clone itself runs in a worker
+    # under auditor.intake's own limits (timeout, size, shallow, no submodules, no LFS).
+    ls_remote_timeout_s: float = 20.0
 
     # Job engine.
     audit_timeout_s: float = 600.0  # one static audit, wall clock
@@ -66,14 +67,14 @@ class Settings(BaseModel):
     def hash_token(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
-    def with_tokens(self, tokens: dict[str, str]) -> "Settings":
+    def with_tokens(self, tokens: dict[str, str]) -> Settings:
         """A copy that accepts these plain tokens (name -> token); only their hashes are kept."""
         hashes = dict(self.token_hashes)
         hashes.update({name: self.hash_token(tok) for name, tok in tokens.items()})
         return self.model_copy(update={"token_hashes": hashes})
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         """Settings from PGOLF_* variables; explicit ``overrides`` (not None) win.
 
         PGOLF_API_TOKENS="alice:tok1,bob:tok2" or PGOLF_API_TOKENS_FILE (one name:token a line).
@@ -86,7 +87,7 @@ class Settings(BaseModel):
             "PGOLF_ALLOWED_GIT_HOSTS": "allowed_git_hosts", "PGOLF_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
             "PGOLF_RATE_LIMIT_BURST": "rate_limit_burst",
             "PGOLF_MAX_UPLOAD_BYTES": "max_upload_bytes", "PGOLF_AUDIT_TIMEOUT_S": "audit_timeout_s",
-            "PGOLF_GIT_TIMEOUT_S": "git_timeout_s", "PGOLF_STALE_AFTER_S": "stale_after_s",
+            "PGOLF_LS_REMOTE_TIMEOUT_S": "ls_remote_timeout_s", "PGOLF_STALE_AFTER_S": "stale_after_s",
             "PGOLF_HEARTBEAT_S": "heartbeat_s", "PGOLF_MAX_ATTEMPTS": "max_attempts",
         }
         for var, field in simple.items():

@@ -41,7 +41,7 @@ def check_repo(repo: str, settings: Settings) -> str:
     repo = repo.strip()
     if not repo or repo.startswith("-") or any(c in repo for c in "\x00\n\r\t "):
         raise SourceError("the repository URL is empty or has forbidden characters")
-    if repo.startswith("/") or repo.startswith("file://"):
+    if repo.startswith(("/", "file://")):
         if not settings.allow_local_repos:
             raise SourceError("local repositories are not accepted by this server; give an https URL")
         path = Path(repo.removeprefix("file://"))
@@ -75,8 +75,9 @@ def resolve_commit(repo: str, ref: str, settings: Settings) -> str:
         proc = subprocess.run(
             ["git", "ls-remote", "--", repo, ref, f"{ref}^{{}}"],
             capture_output=True,
+            check=False,
             text=True,
-            timeout=min(settings.git_timeout_s, 60),
+            timeout=settings.ls_remote_timeout_s,
             env=git_env(settings),
             stdin=subprocess.DEVNULL,
         )

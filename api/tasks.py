@@ -30,7 +30,7 @@ def init_worker(memory_mb: int) -> None:
 
 def warm() -> None:
     """Import the audit pipeline once per worker process, so the first real job does not pay for it."""
-    import auditor.pipeline  # noqa: F401
+    import auditor.pipeline
     import auditor.report  # noqa: F401
 
 
@@ -49,11 +49,10 @@ def _failure(message: str, exit_code: int = 4) -> dict[str, Any]:
 def run_static(spec: dict[str, Any]) -> dict[str, Any]:
     """One static audit. ``spec``: kind (git|pr|upload), repo, ref, base, commit, base_commit,
     upload (bytes), options_json, timeout_s, limits (archive limits), workroot."""
+    from api.archive import ArchiveError, Limits, extract
     from auditor import report as report_mod
     from auditor.errors import PgolfError
     from auditor.pipeline import AuditOptions, audit_git, audit_paths
-
-    from api.archive import ArchiveError, Limits, extract
 
     # The static part never reruns: reruns go to the GPU queue (and never into this process).
     options = AuditOptions.model_validate_json(spec["options_json"]).model_copy(update={"rerun": False})
@@ -109,11 +108,11 @@ def run_rerun(payload: dict[str, Any]) -> list[dict[str, Any]]:
     ``payload``: kind, repo, ref, commit, upload (bytes), options_json, records [{path, name}], limits.
     Runs submission code, so it belongs on a sandboxed worker host, never in the API.
     """
-    from auditor import intake
-    from auditor.pipeline import AuditOptions
     from auditor.rerun.harness import rerun_record
 
     from api.archive import Limits, extract
+    from auditor import intake
+    from auditor.pipeline import AuditOptions
 
     options = AuditOptions.model_validate_json(payload["options_json"])
     results: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -64,23 +64,29 @@ def _emit(text: str, output: Path | None) -> None:
 
 @app.command()
 def audit(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Record folders or records trees.")] = None,
-    git: Annotated[Optional[str], typer.Option("--git", help="Git repository (path or URL) to audit.")] = None,
-    ref: Annotated[Optional[str], typer.Option(help="Git ref to audit (branch, tag, SHA, refs/pull/N/head).")] = None,
-    pr: Annotated[Optional[int], typer.Option(help="PR number: shorthand for --ref refs/pull/N/head.")] = None,
-    base: Annotated[Optional[str], typer.Option(help="Base ref: audit only what the ref adds.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report here.")] = None,
-    baseline: Annotated[
-        Optional[str], typer.Option(help="Baseline record folder (or leaderboard row) for significance.")
+    paths: Annotated[list[Path] | None, typer.Argument(help="Record folders or records trees.")] = None,
+    git: Annotated[str | None, typer.Option("--git", help="Git repository (path or URL) to audit.")] = None,
+    ref: Annotated[
+        str | None, typer.Option(help="Git ref to audit (branch, tag, SHA, refs/pull/N/head).")
     ] = None,
-    policy: Annotated[PolicyChoice, typer.Option(help="Significance policy to judge by.")] = PolicyChoice.both,
-    static: Annotated[bool, typer.Option("--static/--no-static", help="Run the C1-C4 dataflow detectors.")] = True,
+    pr: Annotated[int | None, typer.Option(help="PR number: shorthand for --ref refs/pull/N/head.")] = None,
+    base: Annotated[str | None, typer.Option(help="Base ref: audit only what the ref adds.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Baseline record folder (or leaderboard row) for significance.")
+    ] = None,
+    policy: Annotated[
+        PolicyChoice, typer.Option(help="Significance policy to judge by.")
+    ] = PolicyChoice.both,
+    static: Annotated[
+        bool, typer.Option("--static/--no-static", help="Run the C1-C4 dataflow detectors.")
+    ] = True,
     recompute_code_size: Annotated[
         bool, typer.Option(help="Re-minify virtual wrappers to recompute code bytes (cached).")
     ] = True,
     rerun: Annotated[bool, typer.Option(help="Also rerun each record in the sandbox (slow).")] = False,
-    jobs: Annotated[Optional[int], typer.Option(help="Parallel worker processes for trees.")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Parallel worker processes for trees.")] = None,
 ) -> None:
     """Audit record folders, a records tree, or a git ref (a PR head)."""
     from auditor import pipeline, report
@@ -121,8 +127,14 @@ class _progress:
         if err.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            self._bar = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.description}"), console=err, transient=True)
+            self._bar = Progress(
+                TextColumn("auditing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                console=err,
+                transient=True,
+            )
             self._bar.start()
             self._task = self._bar.add_task("", total=None)
         return self._tick
@@ -138,15 +150,16 @@ class _progress:
 
 @app.command("rules")
 def rules_cmd(
-    rule_id: Annotated[Optional[str], typer.Argument(help="Show one rule's full doc.")] = None,
+    rule_id: Annotated[str | None, typer.Argument(help="Show one rule's full doc.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
 ) -> None:
     """List the rule catalog, or show one rule."""
     import json
 
-    import rules
     from rich.markdown import Markdown
     from rich.table import Table
+
+    import rules
 
     out = Console()
     if rule_id is not None:
@@ -157,8 +170,10 @@ def rules_cmd(
         if fmt == "json":
             _emit(json.dumps(_rule_json(rule, full=True), indent=2), None)
             return
-        out.print(f"[bold]{rule.id}[/bold] {rule.name} — {rule.condition.value}, "
-                  f"{rule.severity.value}, confidence {rule.confidence.value}")
+        out.print(
+            f"[bold]{rule.id}[/bold] {rule.name} — {rule.condition.value}, "
+            f"{rule.severity.value}, confidence {rule.confidence.value}"
+        )
         out.print(Markdown(rule.doc))
         return
     catalog = rules.catalog()
@@ -167,8 +182,9 @@ def rules_cmd(
         return
     table = Table("ID", "name", "condition", "severity", "confidence", "summary")
     for rule in catalog.values():
-        table.add_row(rule.id, rule.name, rule.condition.value, rule.severity.value,
-                      rule.confidence.value, rule.summary)
+        table.add_row(
+            rule.id, rule.name, rule.condition.value, rule.severity.value, rule.confidence.value, rule.summary
+        )
     out.print(table)
 
 
@@ -206,21 +222,19 @@ def main() -> None:
     """Entry point: no tracebacks for expected errors, a defined exit code for every outcome."""
     try:
         # standalone_mode=False: click returns the exit code of typer.Exit instead of exiting.
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="pgolf")
         sys.exit(rc if isinstance(rc, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except PgolfError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         sys.exit(int(exc.exit_code))
-    except (typer.BadParameter, typer.Abort) as exc:  # usage errors: click prints its own message
-        _usage_error(exc)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            _usage_error(exc)
-        if isinstance(exc, click.exceptions.Abort):
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "ClickException" in kinds:  # usage errors (typer ships its own copy of click)
+            exc.show(file=sys.stderr)
+            sys.exit(exc.exit_code or int(ExitCode.USAGE))
+        if "Abort" in kinds:
             sys.exit(130)
         if os.environ.get("PGOLF_DEBUG"):
             raise
@@ -228,13 +242,3 @@ def main() -> None:
                   "This is a bug in pgolf; rerun with PGOLF_DEBUG=1 for a traceback and report it.",
                   highlight=False)
         sys.exit(int(ExitCode.INTERNAL_ERROR))
-
-
-def _usage_error(exc: Exception) -> None:
-    import click
-
-    if isinstance(exc, click.exceptions.ClickException):
-        exc.show(file=sys.stderr)
-        sys.exit(exc.exit_code if exc.exit_code else int(ExitCode.USAGE))
-    err.print(f"error: {exc}")
-    sys.exit(int(ExitCode.USAGE))

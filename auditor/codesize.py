@@ -119,7 +119,9 @@ def _minifier_flags(func: ast.AST) -> tuple[list[str], int | None]:
         if isinstance(node, (ast.List, ast.Tuple)) and node.elts:
             first = node.elts[0]
             if isinstance(first, ast.Constant) and first.value == "pyminify":
-                flags = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                flags = [
+                    e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                ]
                 return flags, node.lineno
         if isinstance(node, ast.Call) and _dotted(node.func).endswith("minify"):
             kwargs = {
@@ -208,7 +210,9 @@ def virtual_wrapper_size(source: str, spec: VirtualWrapperSpec) -> VirtualWrappe
     wrapper = len(spec.prefix) + len(base64.b85encode(compressed)) + len(spec.suffix)
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps({"minified": len(minified), "wrapper": wrapper, "spec": asdict(spec)}, default=repr))
+        cache_file.write_text(
+            json.dumps({"minified": len(minified), "wrapper": wrapper, "spec": asdict(spec)}, default=repr)
+        )
     except OSError:
         pass  # a read-only cache only costs time
     return VirtualWrapperSize(spec, len(minified), wrapper, version)

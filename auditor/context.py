@@ -40,7 +40,7 @@ class RecordContext:
         seen: set[str] = set()
         out = []
         for log in self.logs:
-            if log.sha256 in seen:
+            if log.sha256 and log.sha256 in seen:  # "" = unreadable, never merged
                 continue
             seen.add(log.sha256)
             out.append(log)

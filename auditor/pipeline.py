@@ -9,7 +9,7 @@ import os
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from auditor import __version__, checks, intake, verdict
 from auditor.context import RecordContext
 from auditor.models import AuditReport, Finding, PRScope, RecordAudit, Verdict
-from auditor.parse.logs import parse_log
+from auditor.parse.logs import parse_log, unreadable_log_findings
 from auditor.parse.readme import parse_readme
 from auditor.parse.submission import parse_submission
 from auditor.unwrap import unwrap_folder
@@ -50,7 +50,7 @@ def audit_record(record: intake.RecordFolder, options: AuditOptions) -> RecordAu
         ctx = _gather(record, options)
         findings = checks.run_all(ctx)
         return _record_audit(ctx, findings)
-    except Exception as exc:  # a bug in pgolf must not hide the other records' verdicts
+    except Exception as exc:  # noqa: BLE001 - a bug in pgolf must not hide the other records' verdicts
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return RecordAudit(
             path=record.rel,
@@ -76,6 +76,7 @@ def _gather(record: intake.RecordFolder, options: AuditOptions) -> RecordContext
 
     for entry in record.logs:
         ctx.logs.append(parse_log(record.root / entry.rel, entry.rel))
+    ctx.intake_findings += unreadable_log_findings(ctx.logs)
 
     if record.submission_json is not None:
         parsed = parse_submission(record.root / record.submission_json.rel, record.submission_json.rel)
@@ -84,7 +85,8 @@ def _gather(record: intake.RecordFolder, options: AuditOptions) -> RecordContext
         ctx.intake_findings += parsed.findings
 
     if record.readme is not None:
-        ctx.readme = parse_readme(record.root / record.readme.rel)
+        ctx.readme = parse_readme(record.root / record.readme.rel, record.readme.rel)
+        ctx.intake_findings += ctx.readme.findings
     return ctx
 
 
@@ -92,6 +94,8 @@ def _record_audit(ctx: RecordContext, findings: list[Finding]) -> RecordAudit:
     runs = [log.to_seed_run() for log in ctx.logs]
     seen: dict[str, str] = {}
     for log, run in zip(ctx.logs, runs):
+        if not log.sha256:  # unreadable: never a duplicate of anything
+            continue
         if log.sha256 in seen:
             run.duplicate_of = seen[log.sha256]
         else:
@@ -191,7 +195,7 @@ def _report(
     overall = verdict.combine([a.verdict for a in audits] + [verdict.decide(findings)])
     return AuditReport(
         tool_version=__version__,
-        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         verdict=overall,
         records=audits,
         pr=pr,

@@ -150,45 +150,54 @@ def _rewrite_lines(block: list[str], *, indented: bool) -> tuple[list[str], int]
 class _FStringRewriter(cst.CSTTransformer):
     """Replace each f-string that 3.11 cannot parse by marker calls with the same newlines:
 
-    f"a{x["k"]!r:>{w}}b"  ->  __pgolf_fstring__('a',__pgolf_fvalue__(x["k"],114,
-                                  __pgolf_fstring__('>',__pgolf_fvalue__(w,-1,None))),'b')
+        f"a{x["k"]!r:>{w}}b"  ->  __pgolf_fstring__('a',__pgolf_fvalue__(x["k"],114,
+                                      __pgolf_fstring__('>',__pgolf_fvalue__(w,-1,None))),'b')
+
+    An implicit concatenation ("abc" f"{x["k"]}") becomes one call for the whole of it: libcst
+    does not allow a call as one piece of a concatenation, and neither does Python.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
-        self._args: dict[int, str] = {}  # id(marker call node) -> its argument code
+        self._concat_pieces: set[int] = set()  # ids of (original) pieces of a concatenation
+        self._inner_concats: set[int] = set()  # ids of concatenations nested in another one
+
+    def visit_ConcatenatedString(self, node: cst.ConcatenatedString) -> bool:
+        pieces, _ = _flatten_concat(node)
+        self._concat_pieces.update(id(p) for p in pieces)
+        if isinstance(node.right, cst.ConcatenatedString):
+            self._inner_concats.add(id(node.right))
+        return True
 
     def leave_FormattedString(self, original: cst.FormattedString, updated: cst.FormattedString):
-        if _parses_on_this_python(_code(updated)):
-            return updated  # inner rewrites (if any) were enough
+        if id(original) in self._concat_pieces or _parses_on_this_python(_code(updated)):
+            return updated  # handled with its concatenation, or the inner rewrites were enough
         self.count += 1
-        return self._marker_call(_fstring_args(updated), updated.lpar, updated.rpar, _code(original))
+        return _marker_call(_fstring_args(updated), updated.lpar, updated.rpar, _code(original))
 
     def leave_ConcatenatedString(self, original: cst.ConcatenatedString, updated: cst.ConcatenatedString):
-        # "abc" f"{x["k"]}": once one piece is a call, the implicit concatenation is no longer
-        # valid syntax, so the whole concatenation becomes one marker call.
-        pieces, gaps = _flatten_concat(updated)
-        if not any(id(p) in self._args for p in pieces):
+        if id(original) in self._inner_concats or _parses_on_this_python(_code(updated)):
             return updated
-        args: list[str] = []
+        pieces, gaps = _flatten_concat(updated)
+        args = []
         for i, piece in enumerate(pieces):
-            if id(piece) in self._args:
-                piece_args = self._args[id(piece)]
-            elif isinstance(piece, cst.FormattedString):
+            if isinstance(piece, cst.FormattedString):
+                self.count += not _parses_on_this_python(_code(piece))
                 piece_args = _fstring_args(piece)
             else:
                 piece_args = _code(piece)  # a plain string literal, kept verbatim
             args.append((gaps[i - 1] if i else "") + piece_args)
-        return self._marker_call(",".join(a for a in args if a), updated.lpar, updated.rpar, _code(original))
+        return _marker_call(
+            ",".join(a for a in args if a.strip()), updated.lpar, updated.rpar, _code(original)
+        )
 
-    def _marker_call(self, args: str, lpar, rpar, original_code: str) -> cst.BaseExpression:
-        call = "".join(_code(p) for p in lpar) + f"{FSTRING_MARK}({args})" + "".join(_code(p) for p in rpar)
-        if call.count("\n") != original_code.count("\n"):
-            raise _RewriteFailed("rewrite changed the number of lines")
-        node = cst.parse_expression(call)
-        self._args[id(node)] = args
-        return node
+
+def _marker_call(args: str, lpar, rpar, original_code: str) -> cst.BaseExpression:
+    call = "".join(_code(p) for p in lpar) + f"{FSTRING_MARK}({args})" + "".join(_code(p) for p in rpar)
+    if call.count("\n") != original_code.count("\n"):
+        raise _RewriteFailed("rewrite changed the number of lines")
+    return cst.parse_expression(call)
 
 
 def _flatten_concat(node: cst.ConcatenatedString) -> tuple[list[cst.BaseExpression], list[str]]:

@@ -3,7 +3,7 @@
 Many record folders ship a `train_gpt.py` that is only a few lines long:
 
     import lzma as L,base64 as B
-    exec(L.decompress(B.b85decode("...")),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))
+    exec(L.decompress(B.b85decode("..."),format=L.FORMAT_RAW,filters=[{"id":L.FILTER_LZMA2}]))
 
 The code that really runs is inside the literal. This module recovers it **without running
 anything** from the submission, so the rest of the audit can read it like any other source.
@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import lzma
+import operator
 import posixpath
 import re
 import tokenize
@@ -63,8 +64,9 @@ MiB = 1 << 20
 @dataclass(frozen=True)
 class UnwrapLimits:
     max_depth: int = 4  # wrapper layers followed below the shipped file
-    max_layer_bytes: int = 16 * MiB  # decoded size of one payload (and of a file we read)
+    max_layer_bytes: int = 16 * MiB  # decoded size of one payload
     max_total_bytes: int = 16 * MiB  # decoded size of all payloads of one unwrap call
+    max_file_bytes: int = 64 * MiB  # a shipped file (or a sibling it reads) larger than this is not read
     min_literal_chars: int = 200  # the literal scan only tries literals at least this long
     lzma_memlimit: int = 256 * MiB  # decoder memory for one xz/lzma stream
     max_eval_steps: int = 200_000  # abstract-interpreter steps per layer
@@ -274,7 +276,10 @@ def _brotli(data: bytes, limit: int) -> bytes:
     try:
         out = bytearray(dec.process(data, output_buffer_limit=limit + 1))
         while len(out) <= limit and not dec.is_finished() and not dec.can_accept_more_data():
-            out += dec.process(b"", output_buffer_limit=limit + 1 - len(out))
+            more = dec.process(b"", output_buffer_limit=limit + 1 - len(out))
+            if not more:
+                break
+            out += more
     except TypeError:  # brotli < 1.2 has no output limit: refuse rather than risk a bomb
         raise _DecodeFailed("brotli >= 1.2 is needed to decode with a size bound") from None
     except brotli.error as err:
@@ -288,7 +293,7 @@ def _brotli(data: bytes, limit: int) -> bytes:
 
 def _lzma_step_name(data: bytes, fmt: int, filters) -> str:
     if fmt == lzma.FORMAT_RAW:
-        ids = [f.get("id") for f in filters or ()]
+        ids = [f.get("id") for f in filters or () if isinstance(f, dict)]
         return "lzma1-raw" if lzma.FILTER_LZMA1 in ids else "lzma-raw"
     if fmt == lzma.FORMAT_XZ or (fmt == lzma.FORMAT_AUTO and data.startswith(XZ_MAGIC)):
         return "xz"
@@ -296,10 +301,6 @@ def _lzma_step_name(data: bytes, fmt: int, filters) -> str:
 
 
 # Text-to-bytes codecs: output is never larger than the input, so the stdlib functions are safe.
-def _b85(data):
-    return base64.b85decode(data)
-
-
 def _b64(data, altchars=None, validate=False):
     return base64.b64decode(data, altchars, validate)
 
@@ -308,15 +309,6 @@ def _hex(data):
     if isinstance(data, bytes):
         data = data.decode("ascii")
     return bytes.fromhex(data)
-
-
-TEXT_CODECS = {  # step name -> decoder(str | bytes) -> bytes
-    "b85": _b85,
-    "b64": _b64,
-    "a85": base64.a85decode,
-    "b32": base64.b32decode,
-    "hex": _hex,
-}
 
 
 # ================================================================================================
@@ -365,6 +357,14 @@ class _Code:
 
 
 @dataclass(frozen=True)
+class _BoundMethod:
+    """`value.name`, waiting for its call: "".join, data.decode, path.read_text, ..."""
+
+    value: Any
+    name: str
+
+
+@dataclass(frozen=True)
 class _Decompressor:
     """lzma.LZMADecompressor(...) / zlib.decompressobj(...): .decompress(data) is `function`."""
 
@@ -406,7 +406,6 @@ BUILTIN_NAMES = {
     "tuple",
     "zip",
 }
-)
 
 ENV_WRITE_METHODS = {"update", "setdefault", "__setitem__", "putenv"}
 
@@ -455,7 +454,20 @@ def _pos(node: ast.AST) -> tuple[int, int]:
 
 # Text hints that a layer may contain an exec-like call (building scopes costs a full tree walk).
 OTHER_SINK_WORDS = ("run_path", "builtins", "__import__")
-CALL_CAN_FOLLOW = ("return", "not", "and", "or", "in", "else", "if", "await", "yield", "assert", "lambda", "is")
+CALL_CAN_FOLLOW = (
+    "return",
+    "not",
+    "and",
+    "or",
+    "in",
+    "else",
+    "if",
+    "await",
+    "yield",
+    "assert",
+    "lambda",
+    "is",
+)
 
 
 def _may_have_sink(text: str) -> bool:
@@ -486,7 +498,6 @@ class _Collector:
         self.writes: list[_Write] = []
         self.env_writes: list[tuple[ast.AST, _Scope, bool]] = []  # (node, scope, module_level)
         self.calls: dict[str, list[tuple[ast.Call, _Scope]]] = {}  # function name -> call sites
-        self.functions: dict[int, _Scope] = {}
         self._body(tree.body, self.module, [], True)
 
     def _body(self, stmts: list[ast.stmt], scope: _Scope, loops: list[ast.For], top: bool) -> None:
@@ -498,7 +509,6 @@ class _Collector:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             scope.bind(stmt.name, _Binding(pos, "def"))
             inner = _Scope(stmt, scope, params=_param_names(stmt.args))
-            self.functions[id(stmt)] = inner
             for expr in [*stmt.decorator_list, *stmt.args.defaults, *stmt.args.kw_defaults]:
                 if expr is not None:
                     self._expr(expr, scope, loops, top)
@@ -644,7 +654,6 @@ class _Interpreter:
         # Building scopes walks the whole tree: only worth it when an exec-like call may exist.
         self.facts = _Collector(tree) if _may_have_sink(source.text) else None
         self.steps = 0
-        self._call_key = ""  # position of the call being evaluated (names temp dirs)
         self._memo: dict[int, Any] = {}
         self._virtual: dict[str, _Data] | None = None
         self._computing_virtual = False
@@ -847,7 +856,7 @@ class _Interpreter:
             return constant if constant is not None else _Qualified(qualified)
         if isinstance(base, PurePosixPath) and attr in ("parent", "name", "stem", "suffix"):
             return getattr(base, attr)
-        return ("method", base, attr)  # resolved when called
+        return _BoundMethod(base, attr)
 
     def _binop(self, node: ast.BinOp, scope: _Scope, pos, env: dict) -> Any:
         left = self.eval(node.left, scope, pos, env)
@@ -863,15 +872,8 @@ class _Interpreter:
                 return left + right
         if isinstance(node.op, ast.Div) and isinstance(left, PurePosixPath):
             return left / _text(right)
-        if _small_int(left) and _small_int(right) and isinstance(node.op, (ast.BitOr, ast.Add, ast.Sub)):
-            # filter options such as `"preset": 9 | L.PRESET_EXTREME`
-            return (
-                left | right
-                if isinstance(node.op, ast.BitOr)
-                else left + right
-                if isinstance(node.op, ast.Add)
-                else left - right
-            )
+        if _small_int(left) and _small_int(right) and type(node.op) in INT_OPERATORS:
+            return INT_OPERATORS[type(node.op)](left, right)
         raise _Unresolved(f"operator {type(node.op).__name__} on these values")
 
     def _subscript(self, node: ast.Subscript, scope: _Scope, pos, env: dict) -> Any:
@@ -892,6 +894,8 @@ class _Interpreter:
                 return base[index]
         except (IndexError, KeyError, TypeError, ValueError) as err:
             raise _Unresolved(f"subscript fails: {err}") from None
+        if isinstance(base, _Qualified):  # os.environ["X"], sys.argv[1]
+            raise _Unresolved(_describe_unknown(base.name))
         raise _Unresolved(f"subscript of {_short(node.value)}")
 
     def _fstring(self, node: ast.JoinedStr, scope: _Scope, pos, env: dict) -> Any:
@@ -923,11 +927,10 @@ class _Interpreter:
             )
         args = [self.eval(a, scope, pos, env) for a in node.args]
         kwargs = {k.arg: self.eval(k.value, scope, pos, env) for k in node.keywords}
-        self._call_key = f"{node.lineno}_{node.col_offset}"
-        if isinstance(func, tuple) and func[:1] == ("method",):
-            return self._method(func[1], func[2], args, kwargs)
+        if isinstance(func, _BoundMethod):
+            return self._method(func.value, func.name, args, kwargs)
         if isinstance(func, _Qualified):
-            return self._function(func.name, args, kwargs)
+            return self._function(func.name, args, kwargs, where=f"{node.lineno}_{node.col_offset}")
         raise _Unresolved(f"call of {_short(node.func)}")
 
     def _lenient(self, nodes: list[ast.expr], scope: _Scope, pos, env: dict) -> Any:
@@ -938,7 +941,7 @@ class _Interpreter:
 
     # -- the whitelist ---------------------------------------------------------------------------
 
-    def _function(self, name: str, args: list, kwargs: dict) -> Any:
+    def _function(self, name: str, args: list, kwargs: dict, where: str = "") -> Any:
         name = FUNCTION_ALIASES.get(name, name)
         if name in DECOMPRESSORS:
             return self._decompress_call(name, args, kwargs)
@@ -981,25 +984,31 @@ class _Interpreter:
             return list(zip(*args))
         if name == "json.loads":
             data = _arg(args, kwargs, 0, "s")
+            if not isinstance(data, _Data):
+                raise _Unresolved("json.loads() of a non-literal value")
             try:
                 return _wrap_json(json.loads(data.value), data)
-            except (ValueError, AttributeError, RecursionError) as err:
+            except (ValueError, RecursionError) as err:
                 raise _DecodeFailed(f"json: {err}") from None
         if name in PATH_FUNCTIONS:
             return self._path_function(name, args)
         if name in ("pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "pathlib.PurePosixPath"):
             return PurePosixPath(*[_as_path(a) for a in args]) if args else PurePosixPath(SUBMISSION_ROOT)
         if name in ("tempfile.mkdtemp", "tempfile.TemporaryDirectory"):
-            return f"{TEMP_ROOT}/{self._call_key}"  # the same call gives the same directory
+            return f"{TEMP_ROOT}/{where}"  # the same call always gives the same directory
         if name == "tempfile.gettempdir":
             return TEMP_ROOT
         if name == "os.getcwd":
             return SUBMISSION_ROOT
         if name == "lzma.LZMADecompressor":  # lzma.LZMADecompressor(format, memlimit, filters)
             fmt = _arg(args, kwargs, 0, "format", default=lzma.FORMAT_AUTO)
-            return _Decompressor("lzma.decompress", {"format": fmt, "filters": _arg(args, kwargs, 2, "filters", default=None)})
+            return _Decompressor(
+                "lzma.decompress", {"format": fmt, "filters": _arg(args, kwargs, 2, "filters", default=None)}
+            )
         if name == "zlib.decompressobj":
-            return _Decompressor("zlib.decompress", {"wbits": _arg(args, kwargs, 0, "wbits", default=zlib.MAX_WBITS)})
+            return _Decompressor(
+                "zlib.decompress", {"wbits": _arg(args, kwargs, 0, "wbits", default=zlib.MAX_WBITS)}
+            )
         if name in ("bz2.BZ2Decompressor", "brotli.Decompressor"):
             return _Decompressor(name.split(".")[0] + ".decompress", {})
         raise _Unresolved(_describe_unknown(name))
@@ -1188,25 +1197,22 @@ class _Interpreter:
         found: dict[str, _Data] = {}
         for write in self.facts.writes:
             for path, content in self._written(write):
-                found[path] = content
+                if content is not None:
+                    found[path] = content
         self._virtual = found
         self._computing_virtual = False
         return found
 
     def written_files(self) -> list[tuple[str, int, _Data | None]]:
-        """(path, line, content or None) of every write a module-level statement makes."""
+        """(path, line, content or None when unknown) of the files module-level code writes."""
         out = []
         for write in self.facts.writes if self.facts else ():
-            if not write.module_level:
-                continue
-            results = self._written(write)
-            if results:
-                out += [(path, write.call.lineno, content) for path, content in results]
-            else:
-                out.append(("?", write.call.lineno, None))
+            if write.module_level:
+                out += [(path, write.call.lineno, content) for path, content in self._written(write)]
         return out
 
-    def _written(self, write: _Write) -> list[tuple[str, _Data]]:
+    def _written(self, write: _Write) -> list[tuple[str, _Data | None]]:
+        """What one write call writes, once per iteration of the loops around it."""
         envs: list[dict] = [{}]
         for loop in write.loops:  # for name, content in zip([...], parts): ...
             try:
@@ -1228,21 +1234,25 @@ class _Interpreter:
         for env in envs:
             try:
                 target = self.eval(call.func.value, write.scope, _pos(call), env)
-                content = self.eval(call.args[0], write.scope, _pos(call), env) if call.args else None
             except (_Unresolved, _NeedsParam, _OverBound, _DecodeFailed):
-                continue
+                continue  # sys.stdout.write(...), a log file handle, ...: not a file we can name
             if isinstance(target, _Handle) and any(c in target.mode for c in "wax"):
                 path = target.path
-            elif isinstance(target, PurePosixPath):
+            elif isinstance(target, PurePosixPath) and call.func.attr != "write":
                 path = str(target)
             else:
                 continue
+            try:
+                content = self.eval(call.args[0], write.scope, _pos(call), env) if call.args else None
+            except (_Unresolved, _NeedsParam, _OverBound, _DecodeFailed):
+                content = None
+            normalized = posixpath.normpath(posixpath.join(SUBMISSION_ROOT, path))
             if isinstance(content, _Data):
-                normalized = posixpath.normpath(posixpath.join(SUBMISSION_ROOT, path))
                 member = _display_path(normalized)
-                out.append(
-                    (normalized, _Data(content.value, content.steps, content.line, content.file, member))
-                )
+                content = _Data(content.value, content.steps, content.line, content.file, member)
+            else:
+                content = None
+            out.append((normalized, content))
         return out
 
     def _check_size(self, size: int) -> None:
@@ -1282,6 +1292,19 @@ FUNCTION_ALIASES = {"lzma.LZMADecompressor.decompress": "lzma.decompress"}
 PATH_FUNCTIONS = {
     f"os.path.{name}" for name in ("join", "dirname", "basename", "normpath", "abspath", "realpath")
 }
+
+
+INT_OPERATORS = {  # on small ints only (filter options such as `1 << 20`, `9 | PRESET_EXTREME`)
+    ast.BitOr: operator.or_,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.LShift: lambda a, b: a << b if 0 <= b <= 64 else _refuse_shift(),
+}
+
+
+def _refuse_shift():
+    raise _Unresolved("shift out of range")
 
 
 def _small_int(value: Any) -> bool:
@@ -1489,6 +1512,8 @@ def _scan_literal(data: _Data, limit: int, memlimit: int) -> tuple[_Data | None,
                 out = _decompress(method, blob, limit, lzma_memlimit=memlimit, **opts)
             except _DecodeFailed:
                 continue
+            if name == "xz":  # FORMAT_AUTO also reads the legacy .lzma container
+                name = _lzma_step_name(blob, lzma.FORMAT_AUTO, None)
             steps = (step, name) if step else (name,)
             decoded = _Data(out, steps, data.line)
             if _looks_like_text(out):
@@ -1562,9 +1587,9 @@ class _Unwrapper:
         if not resolved.is_relative_to(self.folder_resolved):
             raise _Unresolved(f"{rel} is a symlink that leaves the submission folder")
         if not resolved.is_file():
-            raise _Unresolved(f"reads {rel}, which is not in the submission folder")
+            raise _Unresolved(f"{rel} is not a file in the submission folder")
         size = resolved.stat().st_size
-        if size > self.limits.max_layer_bytes:
+        if size > self.limits.max_file_bytes:
             raise _OverBound(f"{rel} has {size} bytes")
         self.reached.add(resolved.relative_to(self.folder_resolved).as_posix())
         return resolved.read_bytes()
@@ -1582,9 +1607,9 @@ class _Unwrapper:
             self.result.findings.append(
                 finding(
                     "HYG006",
-                    f"{rel} is larger than the {self.limits.max_layer_bytes}-byte bound ({err}); not read",
+                    f"{rel} is larger than the {self.limits.max_file_bytes}-byte bound ({err}); not read",
                     location=Location(file=rel),
-                    data={"bound": self.limits.max_layer_bytes},
+                    data={"bound": self.limits.max_file_bytes},
                 )
             )
             return

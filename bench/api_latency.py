@@ -26,7 +26,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from test_api_support import AUTH, Server, make_remote  # noqa: E402  (synthetic records + server launcher)
+from test_api_support import AUTH, Server, make_remote
 
 POLL_S = 0.05
 
@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "api_latency.json")
     args = ap.parse_args()
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="pgolf-bench-") as tmp:
         root = Path(tmp)
         bare = make_remote(root, args.submissions + 1)
@@ -139,7 +140,9 @@ def main() -> None:
     result = {
         "benchmark": "api_latency",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    # Other work on the machine skews every figure: the 1-minute load, before and after.
+                    "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2)},
         "setup": {"database": "sqlite (WAL)", "static_workers": args.workers, "poll_interval_s": POLL_S,
                   "source": "local bare git repo, one branch per submission (no idempotency hits)",
                   "pgolf_version": warm["report"]["tool_version"] if warm.get("report") else None},

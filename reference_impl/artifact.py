@@ -12,8 +12,14 @@ import numpy as np
 import torch
 
 from .data import TrainLoader
-from .gptq import (collect_hessians, dequantize_state_dict, generate_calibration_tokens, quantizable_tensors,
-                   quantization_summary_lines, quantize_state_dict)
+from .gptq import (
+    collect_hessians,
+    dequantize_state_dict,
+    generate_calibration_tokens,
+    quantizable_tensors,
+    quantization_summary_lines,
+    quantize_state_dict,
+)
 from .logging_fmt import log, size_lines
 from .model import GPT
 

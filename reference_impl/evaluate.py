@@ -87,7 +87,8 @@ class ScoreAccumulator:
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.token_count = torch.zeros((), dtype=torch.float64, device=device)
         self.byte_count = torch.zeros((), dtype=torch.float64, device=device)
-        self.times_scored = torch.zeros(val_data.tokens.numel(), dtype=torch.int32, device=device)
+        self.times_scored = torch.zeros(val_data.tokens.numel(), dtype=torch.int32, device=device)  # this rank
+        self.scored_by_any_rank = torch.zeros(val_data.tokens.numel(), dtype=torch.bool, device=device)
 
     def add(self, nll: torch.Tensor, positions: torch.Tensor) -> None:
         """Commit scores: nll[i] (nats) is the score of the target at global position positions[i]."""
@@ -98,16 +99,18 @@ class ScoreAccumulator:
         self.times_scored.index_add_(0, positions, torch.ones_like(positions, dtype=torch.int32))
 
     def share_scored(self, lo: int, hi: int) -> None:
-        """Make every rank aware of which targets in [lo, hi) any rank has scored."""
+        """Learn which targets in [lo, hi) any rank has scored (before adapting on them)."""
+        span = self.times_scored[lo:hi].clone()
         if self.sharded and dist_ready():
-            span = self.times_scored[lo:hi].clone()
             dist.all_reduce(span)
-            self.times_scored[lo:hi] = span
+        self.scored_by_any_rank[lo:hi] |= span > 0
 
     def require_scored(self, positions: torch.Tensor) -> None:
         """Guard before any adaptation step: training on a target that is not scored yet would
         break score-before-update (C3)."""
-        if positions.numel() and bool((self.times_scored[positions.reshape(-1).long()] == 0).any()):
+        positions = positions.reshape(-1).long()
+        scored = (self.times_scored[positions] > 0) | self.scored_by_any_rank[positions]
+        if positions.numel() and not bool(scored.all()):
             raise RuntimeError("refusing to adapt on validation targets that have not been scored yet")
 
     def check_single_pass(self) -> None:

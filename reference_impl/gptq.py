@@ -25,9 +25,9 @@ def quantizable_tensors(model, h) -> dict[str, int]:
     if model.tok_emb.weight.numel() >= h.quant_min_numel:
         chosen["tok_emb.weight"] = h.embed_bits
     for name, module in model.named_modules():
-        if isinstance(module, CastedLinear) and (name.startswith("blocks.") or name == "bigram.proj"):
-            if module.weight.numel() >= h.quant_min_numel:
-                chosen[name + ".weight"] = h.matrix_bits
+        in_scope = name.startswith("blocks.") or name == "bigram.proj"
+        if isinstance(module, CastedLinear) and in_scope and module.weight.numel() >= h.quant_min_numel:
+            chosen[name + ".weight"] = h.matrix_bits
     return chosen
 
 

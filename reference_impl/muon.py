@@ -30,8 +30,8 @@ def zeropower_via_newtonschulz5(g: torch.Tensor, steps: int = 5, eps: float = 1e
 class Muon(torch.optim.Optimizer):
     def __init__(self, params, lr: float, momentum: float, backend_steps: int = 5, nesterov: bool = True,
                  weight_decay: float = 0.0, row_normalize: bool = True):
-        defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov,
-                        weight_decay=weight_decay, row_normalize=row_normalize)
+        defaults = {"lr": lr, "momentum": momentum, "backend_steps": backend_steps, "nesterov": nesterov,
+                    "weight_decay": weight_decay, "row_normalize": row_normalize}
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -86,13 +86,13 @@ class OptimizerSet:
         for name, p in model.named_parameters():
             if id(p) in embed_ids or id(p) in head_ids:
                 continue
-            is_matrix = p.ndim == 2 and (name.startswith("blocks.") or name.startswith("bigram.proj"))
+            is_matrix = p.ndim == 2 and (name.startswith(("blocks.", "bigram.proj")))
             (matrix_params if is_matrix else scalar_params).append(p)
         token_lr = h.tied_embed_lr if h.tie_embeddings else h.embed_lr
         self.muon = Muon(matrix_params, lr=h.matrix_lr, momentum=h.muon_momentum,
                          backend_steps=h.muon_backend_steps, weight_decay=h.muon_wd,
                          row_normalize=h.muon_row_normalize)
-        adam_kw = dict(betas=(h.beta1, h.beta2), eps=h.adam_eps)
+        adam_kw = {"betas": (h.beta1, h.beta2), "eps": h.adam_eps}
         self.optimizers = [
             torch.optim.AdamW([{"params": embed_params, "lr": token_lr}], weight_decay=h.embed_wd, **adam_kw),
             self.muon,

@@ -33,6 +33,9 @@ TINY_CPU_ENV = {
     "GPTQ_CALIBRATION_BATCHES": "4", "QUANT_MIN_NUMEL": "4096",
     "TTT_ENABLED": "1", "TTT_CHUNK_TOKENS": "8192", "TTT_EPOCHS": "2", "TTT_LR": "0.002",
     "TTT_BATCH_SEQS": "16", "COMPILE_ENABLED": "0",
+    # One intra-op thread: tiny matmuls gain little from two, and on a shared CI machine
+    # OpenMP barriers under contention make them an order of magnitude slower.
+    "OMP_NUM_THREADS": "1",
 }
 
 PRESETS = {
@@ -54,3 +57,29 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def preset_hparams(name: str, extra_env: dict | None = None):
+    """The Hyperparameters a run of preset `name` would see: the class body is evaluated against
+    the preset's environment alone (not the current process environment)."""
+    import importlib.util
+    import os
+    from pathlib import Path
+    from unittest import mock
+
+    env = {**get_preset(name).env, **(extra_env or {}), "RUN_ID": f"{name}_describe"}
+    spec = importlib.util.spec_from_file_location("_pgolf_preset_hparams", Path(__file__).with_name("hparams.py"))
+    module = importlib.util.module_from_spec(spec)
+    with mock.patch.dict(os.environ, env, clear=True):
+        spec.loader.exec_module(module)
+        return module.Hyperparameters()
+
+
+def describe_preset(name: str) -> str:
+    """The `Hyperparameters:` dump and the parameter count of a preset, without running it."""
+    from .logging_fmt import hparams_dump_lines
+    from .model import count_parameters
+
+    h = preset_hparams(name)
+    h.validate()
+    return "\n".join(hparams_dump_lines(h) + [f"model_params:{count_parameters(h)}"])

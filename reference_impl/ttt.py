@@ -11,14 +11,14 @@ Three shapes (records-format.md §5.4), selected with TTT_MODE:
 Every adaptation step first calls ScoreAccumulator.require_scored on the targets it trains on.
 """
 
+import itertools
 import math
 import time
 
 import torch
 import torch.distributed as dist
 
-from .evaluate import (ScoreAccumulator, dist_ready, per_token_nll, rank_slice, score_windows,
-                       sliding_windows)
+from .evaluate import ScoreAccumulator, dist_ready, per_token_nll, rank_slice, score_windows, sliding_windows
 from .logging_fmt import log
 
 
@@ -214,7 +214,7 @@ def eval_val_ttt_phased(h, device, val_data, model) -> tuple[float, float]:
     global_opt = torch.optim.SGD(list(model.parameters()), lr=h.global_ttt_lr, momentum=h.global_ttt_momentum)
     t0 = time.perf_counter()
     group_edges = [0] + boundaries + ([len(docs)] if not boundaries or boundaries[-1] < len(docs) else [])
-    for gi, (d0, d1) in enumerate(zip(group_edges[:-1], group_edges[1:])):
+    for gi, (d0, d1) in enumerate(itertools.pairwise(group_edges)):
         for doc in docs[d0:d1][h.rank::h.world_size]:
             score_then_adapt_document(h, model, val_data, acc, doc, adapter.reset())
         if d1 not in boundaries:

@@ -15,12 +15,12 @@ import pytest
 from api.archive import ArchiveError, Limits, extract, safe_member_path, sniff_format
 
 
-def make_zip(entries: dict[str, bytes], *, symlinks: dict[str, str] = {}) -> bytes:
+def make_zip(entries: dict[str, bytes], *, symlinks: dict[str, str] | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in entries.items():
             zf.writestr(name, data)
-        for name, target in symlinks.items():
+        for name, target in (symlinks or {}).items():
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             zf.writestr(info, target)

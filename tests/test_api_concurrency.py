@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
 from test_api_support import AUTH, Server, commit_of, make_remote
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-
 from test_api_support import AUTH, Server, make_remote
 
 pytestmark = pytest.mark.slow
@@ -57,7 +56,7 @@ def test_kill_9_then_restart_recovers_every_job(tmp_path):
             time.sleep(0.2)
         metrics = c.get("/metrics").text
     for audit_id in accepted:
-        status, attempts, error, _ = after[audit_id]
+        status, _, error, _ = after[audit_id]
         if audit_id == exhausted:
             assert status == "failed" and "interrupted 3 times" in error and "crash or kill" in error
         else:
@@ -69,11 +68,11 @@ def test_kill_9_then_restart_recovers_every_job(tmp_path):
 
 
 def test_sigterm_hands_running_jobs_back_without_using_an_attempt(tmp_path):
-    bare = make_remote(tmp_path, 6)
+    bare = make_remote(tmp_path, 4)
     data = tmp_path / "data"
     srv = Server(data, workers=1).start()
     with httpx.Client(base_url=srv.url, headers=AUTH, timeout=60) as c:
-        ids = [c.post("/v1/audits", json={"repo": str(bare), "ref": f"rec-{i}"}).json()["id"] for i in range(6)]
+        ids = [c.post("/v1/audits", json={"repo": str(bare), "ref": f"rec-{i}"}).json()["id"] for i in range(4)]
     srv.stop()  # graceful
     # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is -15.
     assert srv.proc.returncode in (0, -15) and "Application shutdown complete" in srv.logs()
@@ -86,3 +85,22 @@ def test_sigterm_hands_running_jobs_back_without_using_an_attempt(tmp_path):
                 s[0] == "done" for s in _states(data / "pgolf.db").values()):
             time.sleep(0.2)
     assert all(s[0] == "done" and s[1] == 1 for s in _states(data / "pgolf.db").values())
+
+
+def test_reruns_left_waiting_without_a_queue_are_failed_with_the_reason(tmp_path):
+    from api.db import Audit, init_db, make_engine
+
+    data = tmp_path / "data"
+    data.mkdir()
+    engine = make_engine(f"sqlite:///{data / 'pgolf.db'}")  # the database as a stopped server left it
+    with init_db(engine)() as s:
+        job = Audit(idem_key="k" * 64, kind="git", repo="/nowhere", ref="main", options_json="{}",
+                    status="rerunning", attempts=1, verdict="PASS", report_json="{}", rerun_status="queued")
+        s.add(job)
+        s.commit()
+        audit_id = job.id
+    engine.dispose()
+    with Server(data, workers=1) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        body = c.get(f"/v1/audits/{audit_id}").json()
+    assert body["status"] == "failed" and "without a rerun queue" in body["error"]
+    assert body["verdict"] == "PASS"  # the static verdict is kept

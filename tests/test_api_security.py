@@ -64,3 +64,21 @@ def test_token_file_lines():
             parse_token_lines(bad)
     hashed = Settings().with_tokens({"ci": "abcdefghijklmnop"})
     assert "abcdefghijklmnop" not in hashed.model_dump_json()
+
+
+def test_serve_refuses_bad_settings_without_a_traceback(tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from api.cli import serve
+
+    cli = typer.Typer()
+    cli.command()(serve)
+    missing = CliRunner().invoke(cli, ["--token-file", str(tmp_path / "missing.txt"), "--data-dir", str(tmp_path)])
+    assert missing.exit_code == 2 and "bad service settings" in missing.output
+    (tmp_path / "tokens.txt").write_text("ci:short\n")
+    short = CliRunner().invoke(cli, ["--token-file", str(tmp_path / "tokens.txt"), "--data-dir", str(tmp_path)])
+    assert short.exit_code == 2 and "16+ characters" in short.output
+    monkeypatch.setenv("PGOLF_WORKERS", "many")
+    bad_env = CliRunner().invoke(cli, ["--data-dir", str(tmp_path)])
+    assert bad_env.exit_code == 2 and "workers" in bad_env.output

@@ -9,13 +9,19 @@ import json
 import sqlite3
 import tarfile
 import zipfile
-from pathlib import Path
 
 import httpx
 import pytest
-
 from test_api_support import (
-    AUTH, TOKEN, TRACK, Server, cli_json, commit_of, make_remote, record_files, record_name, wait_done,
+    AUTH,
+    TOKEN,
+    Server,
+    cli_json,
+    commit_of,
+    make_remote,
+    record_files,
+    record_name,
+    wait_done,
 )
 
 pytestmark = pytest.mark.slow
@@ -175,6 +181,11 @@ def test_hostile_uploads(env):
     body = wait_done(c, r.json()["id"])
     assert body["status"] == "failed" and "escape" in body["error"] and "archive rejected" in body["error"]
     assert not (env["root"] / "escape.py").exists()
+    # Asking again for a failed audit retries it (same id), and it fails again for the same reason.
+    again = c.post("/v1/audits/upload", files={"file": ("evil.zip", buf.getvalue())})
+    assert again.status_code == 202 and again.json()["id"] == body["id"] and again.json()["error"] is None
+    body = wait_done(c, body["id"])
+    assert body["status"] == "failed" and "archive rejected" in body["error"] and body["attempts"] == 1
     # A report of a failed audit is a 409 that says why.
     rep = c.get(f"/v1/audits/{body['id']}/report.md")
     assert rep.status_code == 409 and "archive rejected" in rep.json()["detail"]

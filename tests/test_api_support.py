@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -117,7 +118,8 @@ def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def make_remote(root: Path, branches: int, *, flagged: set[int] = frozenset(), pulls: dict[int, int] = {}) -> Path:
+def make_remote(root: Path, branches: int, *, flagged: frozenset[int] | set[int] = frozenset(),
+                pulls: dict[int, int] | None = None) -> Path:
     """A bare repo: ``main`` with a README, branch ``rec-<i>`` adding record i, and
     ``refs/pull/<n>/head`` for each {n: i} in ``pulls`` (as GitHub publishes PR heads)."""
     work, bare = root / "work", root / "remote.git"
@@ -135,7 +137,7 @@ def make_remote(root: Path, branches: int, *, flagged: set[int] = frozenset(), p
         _git(work, "commit", "-q", "-m", f"record {i}")
     _git(work, "checkout", "-q", "main")
     _git(root, "clone", "-q", "--bare", str(work), str(bare))
-    for number, i in pulls.items():
+    for number, i in (pulls or {}).items():
         _git(bare, "update-ref", f"refs/pull/{number}/head", f"refs/heads/rec-{i}")
     return bare
 
@@ -166,7 +168,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 60) -> "Server":
+    def start(self, timeout: float = 60) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tokens = self.data_dir / "tokens.txt"
         tokens.write_text(f"# test tokens\n{TOKEN_NAME}:{TOKEN}\n")
@@ -179,9 +181,9 @@ class Server:
             cmd += ["--upstream", str(self.upstream)]
         if self.redis_url:
             cmd += ["--redis-url", self.redis_url]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **self.env})
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -210,7 +212,7 @@ class Server:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -231,6 +233,6 @@ def cli_json(args: list[str]) -> dict:
     """What `pgolf audit ... -f json` prints, for comparing with the service's verdict."""
     code = "import sys; from auditor.cli import main; sys.argv = ['pgolf'] + sys.argv[1:]; main()"
     proc = subprocess.run([sys.executable, "-c", code, "audit", *args, "-f", "json"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.stdout.strip(), proc.stderr
     return json.loads(proc.stdout)

@@ -44,7 +44,7 @@ def test_family_a_reported_score_sizes_and_setup():
     rep = log.reported
     assert rep.label == "final_int8_zlib_roundtrip_exact" and rep.exact
     assert rep.val_bpb == pytest.approx(1.22436570) and rep.val_loss == pytest.approx(2.07269931)
-    assert rep.bpb_decimals == 8 and rep.line == 63
+    assert rep.bpb_decimals == 8 and rep.line == 69
     assert log.reported_eval_time_ms == 1401.0  # borrowed from the non-exact twin
     # The raw 67 MB total is ignored; the int8+zlib one is the artifact.
     assert log.artifact_bytes == 15_863_489 and log.artifact_fmt == "int8+zlib"
@@ -65,7 +65,8 @@ def test_family_a_reported_score_sizes_and_setup():
     assert log.summary["flash"] == "True"
     assert (log.python_version, log.pytorch_version) == ("3.12.3", "2.9.1+cu128")
     assert {"swa", "late_qat", "ema", "warmup"} <= set(log.markers)
-    assert log.markers["late_qat"].line == 52
+    assert not {"temperature", "slot", "ttt_progress"} & set(log.markers)  # code lines are not markers
+    assert log.markers["late_qat"].line == 58
     assert log.problems == [] and log.has_training
 
 
@@ -77,7 +78,7 @@ def test_family_a_embedded_source_is_fingerprinted_not_parsed():
     [src] = log.embedded_sources
     script = (FIX / "family_a_script.py.txt").read_bytes()
     assert src.kind == "before_separator" and not src.placeholder
-    assert (src.start_line, src.end_line) == (1, 26)
+    assert (src.start_line, src.end_line) == (1, 32)
     assert src.n_bytes == len(script)
     assert src.sha256 == hashlib.sha256(script).hexdigest()  # trailing spaces kept
     assert src.text.encode() == script
@@ -214,7 +215,7 @@ def test_tee_prefixes_and_failed_ttt_try():
     assert log.reported.val_bpb == pytest.approx(1.08938974)
     assert "failed TTT try" in log.reported_note
     assert log.finals[-1].label == "final_int6_ttt"
-    done = [f for f in log.finals if f.label == "ttt_sliding:done"][0]
+    done = next(f for f in log.finals if f.label == "ttt_sliding:done")
     assert done.diagnostic and done.eval_time_ms == 405_000.0
     assert log.artifact_bytes == 15_999_533
 
@@ -277,11 +278,18 @@ def test_metrics_require_numbers(tmp_path):
 
 
 def test_seed_from_filename_as_last_resort_and_mismatch_is_visible(tmp_path):
-    log = parse_log(_write(tmp_path, "train_seed_2026.txt", "final_x val_loss:2.0 val_bpb:1.2\n"), "train_seed_2026.txt")
+    log = parse_log(
+        _write(tmp_path, "train_seed_2026.txt", "final_x val_loss:2.0 val_bpb:1.2\n"), "train_seed_2026.txt"
+    )
     assert (log.seed, log.seed_source) == (2026, "filename")
-    log = parse_log(_write(tmp_path, "train_seed42.log", "seed:1337\nfinal_x val_loss:2.0 val_bpb:1.2\n"), "train_seed42.log")
+    log = parse_log(
+        _write(tmp_path, "train_seed42.log", "seed:1337\nfinal_x val_loss:2.0 val_bpb:1.2\n"),
+        "train_seed42.log",
+    )
     assert (log.seed, log.seed_in_filename) == (1337, 42)
-    log = parse_log(_write(tmp_path, "summary.log", "[19:23:20] RUN seed=42\n[19:35:17] RUN seed=0\n"), "summary.log")
+    log = parse_log(
+        _write(tmp_path, "summary.log", "[19:23:20] RUN seed=42\n[19:35:17] RUN seed=0\n"), "summary.log"
+    )
     assert log.seeds_seen == [42, 0] and log.seed == 0
 
 
@@ -321,7 +329,11 @@ def test_empty_and_non_utf8_logs(tmp_path):
     empty = parse_log(_write(tmp_path, "train_seed1.log", b""), "train_seed1.log")
     assert empty.problems == ["empty"] and empty.lines == 0
     latin = parse_log(
-        _write(tmp_path, "train_seed2.log", "seed:2 caf\u00e9\nfinal_x val_loss:2.0 val_bpb:1.2\n".encode("latin-1")),
+        _write(
+            tmp_path,
+            "train_seed2.log",
+            "seed:2 caf\u00e9\nfinal_x val_loss:2.0 val_bpb:1.2\n".encode("latin-1"),
+        ),
         "train_seed2.log",
     )
     assert latin.reported.val_bpb == 1.2 and latin.problems == ["not UTF-8 (decoded with replacement)"]
@@ -370,3 +382,25 @@ def test_gigabyte_log_default_limit(tmp_path):
     assert log.size == 1 << 30 and log.truncated
     assert f"larger than limit: read first {LOG_MAX_BYTES} bytes" in log.problems
     assert log.reported.label == "quantized_ttt_phased"  # what was read is still parsed
+
+
+def test_code_that_looks_like_log_lines_stays_in_the_embedded_source(tmp_path):
+    script = (
+        '"""\n'
+        "Competition entry.\n"
+        "https://github.com/openai/parameter-golf\n"
+        "Note:see the README\n"
+        '"""\n'
+        "import os\n"
+        "ema: float = 0.997\n"
+        "ttt_chunk_size = 32\n"
+        "\n"
+        "def generate_calib(model, num_seqs=64,\n"
+        "                   vocab_size=1024, temperature=0.8, seed=42):\n"
+        "    return model\n"
+    )
+    text = script + "\n" + "=" * 100 + "\nRunning Python 3.11.7\nseed:7\n"
+    log = parse_log(_write(tmp_path, "train.log", text), "train.log")
+    [src] = log.embedded_sources
+    assert (src.start_line, src.sha256) == (1, hashlib.sha256(script.encode()).hexdigest())
+    assert log.seeds_seen == [7] and log.summary == {"seed": "7"} and log.markers == {}

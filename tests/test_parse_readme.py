@@ -69,9 +69,14 @@ def test_commands_with_inline_env_and_exports(tmp_path):
     assert first.exports == {"DATA_DIR": "./data", "VOCAB_SIZE": "8192"}
     assert first.args == ["--note", "a b"] and first.seed == 42
     loop = info.commands[1]
-    assert loop.env == {"SEED": "$SEED", "TTT_ENABLED": "1"} and loop.nproc_per_node == 8 and loop.seed is None
+    assert (
+        loop.env == {"SEED": "$SEED", "TTT_ENABLED": "1"} and loop.nproc_per_node == 8 and loop.seed is None
+    )
     assert loop.exports == {}  # exports do not leak into the next code block
-    assert info.commands[2].launcher == "python" and info.commands[2].script == "data/cached_challenge_fineweb.py"
+    assert (
+        info.commands[2].launcher == "python"
+        and info.commands[2].script == "data/cached_challenge_fineweb.py"
+    )
     inline = info.commands[3]
     assert not inline.in_code_block and inline.env == {"TTT_EVAL_ONLY": "1", "SEED": "42"}
     indented = info.commands[4]

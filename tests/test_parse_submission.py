@@ -31,7 +31,12 @@ def test_family_a_launch_keys():
     s = _sub("family_a.json")
     assert s.schema_family == "A"
     assert (s.val_bpb, s.val_loss, s.bytes_total, s.bytes_code) == (1.2243657, 2.07269931, 15_863_489, 47_642)
-    assert (s.author, s.github_id, s.date, s.date_iso) == ("Ada Example", "ada-example", "2026-03-18T14:56:29Z", "2026-03-18")
+    assert (s.author, s.github_id, s.date, s.date_iso) == (
+        "Ada Example",
+        "ada-example",
+        "2026-03-18T14:56:29Z",
+        "2026-03-18",
+    )
     assert s.provenance["val_bpb"].key == "val_bpb" and s.provenance["val_bpb"].note is None
     assert s.seeds == [] and s.per_seed == {} and s.track is None
 

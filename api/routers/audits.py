@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, PlainTextResponse
@@ -19,6 +19,7 @@ from api.db import DONE, FAILED, QUEUED, Audit, Upload
 from api.schemas import AuditList, AuditOut, AuditRequest, AuditSummary, ErrorOut, Links, RerunState, Source
 from api.security import caller_for_post
 from api.sources import SourceError, check_ref, check_repo, resolve_commit
+from auditor import __version__
 from auditor.pipeline import AuditOptions
 
 router = APIRouter(tags=["audits"])
@@ -34,7 +35,8 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "no such audit"}}
 
 
 def idempotency_key(*parts: str | None) -> str:
-    return hashlib.sha256("\x1f".join(p or "" for p in parts).encode()).hexdigest()
+    """Same input, same options, same pgolf version -> same audit (a new version re-audits)."""
+    return hashlib.sha256("\x1f".join([__version__, *(p or "" for p in parts)]).encode()).hexdigest()
 
 
 def _links(audit_id: str) -> Links:
@@ -45,7 +47,7 @@ def _links(audit_id: str) -> Links:
 
 def _utc(value: datetime | None) -> datetime | None:
     """SQLite hands datetimes back without their zone; every stored time is UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def audit_out(job: Audit) -> AuditOut:
@@ -114,7 +116,7 @@ def _rerun_allowed(request: Request, options: AuditOptions) -> None:
              responses={200: {"model": AuditOut, "description": "this exact audit already exists and is done"},
                         **ERRORS})
 def submit_git(body: AuditRequest, request: Request, response: Response,
-               caller: str = Depends(caller_for_post)) -> AuditOut:
+               caller: Annotated[str, Depends(caller_for_post)]) -> AuditOut:
     """Audit a git ref, or PR ``pr`` of the configured upstream. Same commit + options = same audit."""
     settings = request.app.state.settings
     _rerun_allowed(request, body.options)
@@ -144,9 +146,9 @@ def submit_git(body: AuditRequest, request: Request, response: Response,
              responses={200: {"model": AuditOut, "description": "this exact audit already exists and is done"},
                         **ERRORS})
 def submit_upload(request: Request, response: Response,
-                  file: UploadFile = File(..., description="a record folder as .zip, .tar or .tar.gz"),
-                  options: str | None = Form(None, description="AuditOptions as JSON"),
-                  caller: str = Depends(caller_for_post)) -> AuditOut:
+                  file: Annotated[UploadFile, File(description="a record folder as .zip, .tar or .tar.gz")],
+                  caller: Annotated[str, Depends(caller_for_post)],
+                  options: Annotated[str | None, Form(description="AuditOptions as JSON")] = None) -> AuditOut:
     """Audit an uploaded record folder. The archive is extracted (with safety checks) in a worker."""
     settings = request.app.state.settings
     data = file.file.read(settings.max_upload_bytes + 1)
@@ -222,7 +224,11 @@ def get_report(audit_id: str, fmt: Literal["json", "md", "sarif", "html"], reque
         raise HTTPException(409, detail=detail)
     if fmt == "json":
         return Response(job.report_json, media_type=REPORT_TYPES["json"])
-    text = html.render_report(job.report_json, "markdown" if fmt == "md" else "sarif")
+    try:
+        text = html.render_report(job.report_json, "markdown" if fmt == "md" else "sarif")
+    except ValidationError:
+        raise HTTPException(409, detail="the stored report does not match this pgolf version's schema; "
+                                        "the JSON report is still available") from None
     return PlainTextResponse(text, media_type=REPORT_TYPES[fmt])
 
 

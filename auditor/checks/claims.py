@@ -12,7 +12,6 @@ from auditor.checks.evidence import log_location
 from auditor.context import RecordContext
 from auditor.findings import finding
 from auditor.models import Finding, Location, Severity
-from auditor.parse.logs import SEED_FILENAME
 
 NEAR_ZERO = 1e-9
 
@@ -31,8 +30,14 @@ def check(ctx: RecordContext) -> list[Finding]:
             return out + prequant
         if sub.val_bpb is not None or sub.per_seed:
             why = "no log files" if not ctx.logs else "no final metric line in any log"
-            out.append(finding("CLM002", f"submission.json claims val_bpb={sub.val_bpb} but there is {why}.",
-                               location=_claim_loc(ctx, "val_bpb"), origin="metadata"))
+            out.append(
+                finding(
+                    "CLM002",
+                    f"submission.json claims val_bpb={sub.val_bpb} but there is {why}.",
+                    location=_claim_loc(ctx, "val_bpb"),
+                    origin="metadata",
+                )
+            )
         return out
     out += _score(ctx, runs)
     out += _per_seed(ctx, runs)
@@ -56,9 +61,16 @@ def _score(ctx: RecordContext, runs) -> list[Finding]:
         how, logs = matched
         ctx.claim_logs = set(logs)
         if how.startswith("best"):
-            return [finding("CLM005", f"val_bpb={claimed} is the {how}: a selection of runs must be disclosed.",
-                            location=_claim_loc(ctx, field), severity=Severity.WARNING, origin="metadata",
-                            data={"aggregation": how, "logs": logs})]
+            return [
+                finding(
+                    "CLM005",
+                    f"val_bpb={claimed} is the {how}: a selection of runs must be disclosed.",
+                    location=_claim_loc(ctx, field),
+                    severity=Severity.WARNING,
+                    origin="metadata",
+                    data={"aggregation": how, "logs": logs},
+                )
+            ]
         return []
     # No aggregation of final lines explains the claim: is it a pre-quant or diagnostic number?
     prequant = _prequant_claim(ctx, runs)
@@ -66,10 +78,17 @@ def _score(ctx: RecordContext, runs) -> list[Finding]:
         return prequant
     values = ", ".join(f"{log.rel}: {log.reported.val_bpb}" for log in runs)
     mean = fmean(log.reported.val_bpb for log in runs)
-    return [finding("CLM001", f"{field}={claimed} matches no aggregation of the logs' final scores "
-                    f"(mean {mean:.6f}; per log {values}).",
-                    location=_claim_loc(ctx, field), path=[log_location(log, log.reported.line) for log in runs],
-                    data={"claimed": claimed, "mean": mean}, origin="metadata")]
+    return [
+        finding(
+            "CLM001",
+            f"{field}={claimed} matches no aggregation of the logs' final scores "
+            f"(mean {mean:.6f}; per log {values}).",
+            location=_claim_loc(ctx, field),
+            path=[log_location(log, log.reported.line) for log in runs],
+            data={"claimed": claimed, "mean": mean},
+            origin="metadata",
+        )
+    ]
 
 
 def _prequant_claim(ctx: RecordContext, logs) -> list[Finding]:
@@ -83,16 +102,28 @@ def _prequant_claim(ctx: RecordContext, logs) -> list[Finding]:
     for log in logs:
         for sv in log.step_vals:
             if abs(sv.val_bpb - claimed) <= tol:
-                return [finding("CLM006", f"val_bpb={claimed} equals the pre-quantization step {sv.step} "
-                                f"value, not the final post-quantization score ({_final_desc(log)}).",
-                                location=_claim_loc(ctx, field), path=[log_location(log, sv.line)],
-                                origin="metadata")]
+                return [
+                    finding(
+                        "CLM006",
+                        f"val_bpb={claimed} equals the pre-quantization step {sv.step} "
+                        f"value, not the final post-quantization score ({_final_desc(log)}).",
+                        location=_claim_loc(ctx, field),
+                        path=[log_location(log, sv.line)],
+                        origin="metadata",
+                    )
+                ]
         for fl in log.finals:
             if fl.diagnostic and abs(fl.val_bpb - claimed) <= tol:
-                return [finding("CLM006", f"val_bpb={claimed} equals the diagnostic line '{fl.label}', not the "
-                                f"reported final score ({_final_desc(log)}).",
-                                location=_claim_loc(ctx, field), path=[log_location(log, fl.line)],
-                                origin="metadata")]
+                return [
+                    finding(
+                        "CLM006",
+                        f"val_bpb={claimed} equals the diagnostic line '{fl.label}', not the "
+                        f"reported final score ({_final_desc(log)}).",
+                        location=_claim_loc(ctx, field),
+                        path=[log_location(log, fl.line)],
+                        origin="metadata",
+                    )
+                ]
     return []
 
 
@@ -147,26 +178,45 @@ def _per_seed(ctx: RecordContext, runs) -> list[Finding]:
         logs = by_seed.get(seed)
         key = f"per_seed.{seed}.val_bpb"
         if not logs:  # a log named for the seed whose run printed another seed
-            named = [log for log in runs if _filename_seed(log.rel) == seed and log.seed != seed]
+            named = [log for log in runs if log.seed_in_filename == seed and log.seed != seed]
             for log in named:
-                out.append(finding("CLM005", f"{log.rel} is named for seed {seed} but its run used seed {log.seed} "
-                                   f"({log.seed_source}).", location=log_location(log, log.hyperparameters_line),
-                                   data={"file_seed": seed, "run_seed": log.seed}, origin="log"))
+                out.append(
+                    finding(
+                        "CLM005",
+                        f"{log.rel} is named for seed {seed} but its run used seed {log.seed} "
+                        f"({log.seed_source}).",
+                        location=log_location(log, log.hyperparameters_line),
+                        data={"file_seed": seed, "run_seed": log.seed},
+                        origin="log",
+                    )
+                )
             logs = named
         if not logs:
             if claim.val_bpb is not None:
-                out.append(finding("CLM002", f"seed {seed}: claimed val_bpb={claim.val_bpb} has no log for that seed.",
-                                   location=_claim_loc(ctx, key), origin="metadata"))
+                out.append(
+                    finding(
+                        "CLM002",
+                        f"seed {seed}: claimed val_bpb={claim.val_bpb} has no log for that seed.",
+                        location=_claim_loc(ctx, key),
+                        origin="metadata",
+                    )
+                )
             continue
         if claim.val_bpb is None:
             continue
         tol = _tolerance(sub, key)
         if not any(abs(fl.val_bpb - claim.val_bpb) <= tol for log in logs for fl in log.candidates):
             got = ", ".join(f"{log.rel}: {log.reported.val_bpb}" for log in logs)
-            out.append(finding("CLM001", f"seed {seed}: claimed val_bpb={claim.val_bpb}, the log says {got}.",
-                               location=_claim_loc(ctx, key),
-                               path=[log_location(log, log.reported.line) for log in logs],
-                               data={"seed": seed, "claimed": claim.val_bpb}, origin="metadata"))
+            out.append(
+                finding(
+                    "CLM001",
+                    f"seed {seed}: claimed val_bpb={claim.val_bpb}, the log says {got}.",
+                    location=_claim_loc(ctx, key),
+                    path=[log_location(log, log.reported.line) for log in logs],
+                    data={"seed": seed, "claimed": claim.val_bpb},
+                    origin="metadata",
+                )
+            )
     return out
 
 
@@ -176,7 +226,7 @@ def _seeds(ctx: RecordContext, runs) -> list[Finding]:
     logged = {log.seed for log in runs if log.seed is not None}
     # A file named for a claimed seed stands for it (a mismatch inside is reported per seed).
     for log in runs:
-        named = _filename_seed(log.rel)
+        named = log.seed_in_filename
         if named in claimed and log.seed not in claimed:
             logged = (logged - {log.seed}) | {named}
     if not claimed or not logged or claimed == logged:
@@ -187,8 +237,15 @@ def _seeds(ctx: RecordContext, runs) -> list[Finding]:
         parts.append(f"claimed seeds without a log: {missing}")
     if extra:
         parts.append(f"logged seeds not claimed: {extra}")
-    return [finding("CLM005", "; ".join(parts) + ".", location=_claim_loc(ctx, "seeds"),
-                    data={"missing": missing, "extra": extra}, origin="metadata")]
+    return [
+        finding(
+            "CLM005",
+            "; ".join(parts) + ".",
+            location=_claim_loc(ctx, "seeds"),
+            data={"missing": missing, "extra": extra},
+            origin="metadata",
+        )
+    ]
 
 
 def _sizes(ctx: RecordContext) -> list[Finding]:
@@ -198,19 +255,29 @@ def _sizes(ctx: RecordContext) -> list[Finding]:
         return []
     logged_max = max(log.artifact_bytes for log in logs)
     tol = 1000 if sub.bytes_total % 1000 == 0 else 0  # a rounded claim
-    if abs(sub.bytes_total - logged_max) <= tol or any(abs(sub.bytes_total - log.artifact_bytes) <= tol for log in logs):
+    if abs(sub.bytes_total - logged_max) <= tol or any(
+        abs(sub.bytes_total - log.artifact_bytes) <= tol for log in logs
+    ):
         return []
     models = [log.model_bytes for log in logs if log.model_bytes is not None]
     note = ""
-    if models and (abs(sub.bytes_total - max(models)) <= max(tol, 1) or
-                   abs(sub.bytes_total - round(fmean(models))) <= max(tol, 1)):
+    if models and (
+        abs(sub.bytes_total - max(models)) <= max(tol, 1)
+        or abs(sub.bytes_total - round(fmean(models))) <= max(tol, 1)
+    ):
         note = " It equals the model bytes alone: the code is left out."
     elif sub.bytes_total < logged_max:
         note = " The claim is smaller than what the logs count."
-    return [finding("CLM004", f"bytes_total={sub.bytes_total:,} but the logs' largest artifact is {logged_max:,} bytes."
-                    + note, location=_claim_loc(ctx, "bytes_total"),
-                    path=[log_location(log, None) for log in logs if log.artifact_bytes == logged_max][:1],
-                    data={"claimed": sub.bytes_total, "logged_max": logged_max}, origin="metadata")]
+    return [
+        finding(
+            "CLM004",
+            f"bytes_total={sub.bytes_total:,} but the logs' largest artifact is {logged_max:,} bytes." + note,
+            location=_claim_loc(ctx, "bytes_total"),
+            path=[log_location(log, None) for log in logs if log.artifact_bytes == logged_max][:1],
+            data={"claimed": sub.bytes_total, "logged_max": logged_max},
+            origin="metadata",
+        )
+    ]
 
 
 # -- logs against the shipped code ---------------------------------------------------------------
@@ -230,10 +297,15 @@ def _embedded_source(ctx: RecordContext) -> list[Finding]:
             if any(emb.matches(data) for _, data in shipped):
                 continue
             sizes = ", ".join(f"{name} {len(data):,} B" for name, data in shipped) or "no script shipped"
-            out.append(finding(
-                "CLM003", f"{log.rel} embeds a {emb.n_bytes:,}-byte source that matches no shipped script ({sizes}).",
-                location=log_location(log, emb.start_line), origin="log",
-                data={"embedded_bytes": emb.n_bytes, "embedded_sha256": emb.sha256 or emb.removed_sha256}))
+            out.append(
+                finding(
+                    "CLM003",
+                    f"{log.rel} embeds a {emb.n_bytes:,}-byte source that matches no shipped script ({sizes}).",
+                    location=log_location(log, emb.start_line),
+                    origin="log",
+                    data={"embedded_bytes": emb.n_bytes, "embedded_sha256": emb.sha256 or emb.removed_sha256},
+                )
+            )
     return out
 
 
@@ -241,17 +313,18 @@ def _suspicious_labels(ctx: RecordContext) -> list[Finding]:
     out: list[Finding] = []
     for log in ctx.unique_logs:
         for s in log.suspicious:
-            out.append(finding("CLM007", f"{log.rel}: label '{s.label}' — {s.reason}.",
-                               location=log_location(log, s.line), origin="log"))
+            out.append(
+                finding(
+                    "CLM007",
+                    f"{log.rel}: label '{s.label}' — {s.reason}.",
+                    location=log_location(log, s.line),
+                    origin="log",
+                )
+            )
     return out
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _filename_seed(rel: str) -> int | None:
-    m = SEED_FILENAME.search(PurePosixPath(rel).name)
-    return int(m.group(1)) if m else None
 
 
 def _final_desc(log) -> str:

@@ -16,7 +16,9 @@ def log_location(log, line: int | None) -> Location:
 
 def source_location(src, lineno: int | None, role: str | None = None) -> Location:
     """A line of a (possibly unwrapped) Python source."""
-    return Location(file=src.path, line=lineno, snippet=text_line(src.text, lineno), wrapper=src.wrapper, role=role)
+    return Location(
+        file=src.path, line=lineno, snippet=text_line(src.text, lineno), wrapper=src.wrapper, role=role
+    )
 
 
 def text_line(text: str, lineno: int | None) -> str | None:

@@ -6,8 +6,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditor.codesize import find_virtual_wrapper, virtual_wrapper_size
 from auditor.checks.evidence import log_location, source_location, text_line
+from auditor.codesize import find_virtual_wrapper, virtual_wrapper_size
 from auditor.context import RecordContext
 from auditor.findings import finding
 from auditor.models import Confidence, Finding, Location, Severity
@@ -42,8 +42,13 @@ def check(ctx: RecordContext) -> list[Finding]:
     out: list[Finding] = []
     logs = ctx.unique_logs
     if not logs:
-        out.append(finding("LIM006", "No train log: the artifact size cannot be checked against the cap.",
-                           location=Location(file=ctx.record.rel or ".")))
+        out.append(
+            finding(
+                "LIM006",
+                "No train log: the artifact size cannot be checked against the cap.",
+                location=Location(file=ctx.record.rel or "."),
+            )
+        )
     for log in logs:
         found = _artifact(log, code)
         if not _non_record(ctx.record.track):  # unknown track: hold it to the record-track caps
@@ -64,10 +69,12 @@ def _not_backing_claim(ctx: RecordContext, log, found: list[Finding]) -> list[Fi
     out = []
     for f in found:
         if f.severity is Severity.ERROR:
-            f = f.model_copy(update={
-                "severity": Severity.WARNING,
-                "message": f.message + " (this log does not back the claimed score)",
-            })
+            f = f.model_copy(
+                update={
+                    "severity": Severity.WARNING,
+                    "message": f.message + " (this log does not back the claimed score)",
+                }
+            )
         out.append(f)
     return out
 
@@ -84,12 +91,16 @@ def _group_code_mismatches(found: list[Finding]) -> list[Finding]:
             continue
         first = fs[0]
         seeds = sorted({str(f.data.get("seed")) for f in fs})
-        merged.append(first.model_copy(update={
-            "message": f"seeds {', '.join(seeds)}: " + first.message.split(": ", 1)[1].replace(
-                "the log counts", "the logs count"),
-            "path": first.path + [f.location for f in fs[1:] if f.location is not None],
-            "data": {**first.data, "seeds": seeds},
-        }))
+        merged.append(
+            first.model_copy(
+                update={
+                    "message": f"seeds {', '.join(seeds)}: "
+                    + first.message.split(": ", 1)[1].replace("the log counts", "the logs count"),
+                    "path": first.path + [f.location for f in fs[1:] if f.location is not None],
+                    "data": {**first.data, "seeds": seeds},
+                }
+            )
+        )
         for f in fs:
             f.data["grouped_into"] = True
     return merged
@@ -99,10 +110,15 @@ def _virtual_wrapper_info(ctx: RecordContext, code: CodeBytes | None) -> list[Fi
     if code is None or code.exact:
         return []
     shipped = sum({s.path: s.shipped_bytes for s in ctx.entry_sources}.values())
-    return [finding(
-        "LIM008", f"Code bytes are counted as a virtual wrapper: {code.n:,} B recomputed "
-                  f"({code.how}) instead of the shipped {shipped:,} B file.",
-        location=code.location, data={"recomputed": code.n, "shipped": shipped})]
+    return [
+        finding(
+            "LIM008",
+            f"Code bytes are counted as a virtual wrapper: {code.n:,} B recomputed "
+            f"({code.how}) instead of the shipped {shipped:,} B file.",
+            location=code.location,
+            data={"recomputed": code.n, "shipped": shipped},
+        )
+    ]
 
 
 def recompute_code_bytes(ctx: RecordContext) -> CodeBytes | None:
@@ -119,10 +135,16 @@ def recompute_code_bytes(ctx: RecordContext) -> CodeBytes | None:
         spec = find_virtual_wrapper(plain.tree, plain.text)
         if spec is not None:
             size = virtual_wrapper_size(plain.text, spec)
-            how = (f"virtual wrapper re-made: python-minifier {size.minifier_version} "
-                   f"({_opts(spec.minify_options)}) + {spec.compressor} + base85 of {plain.path}")
-            return CodeBytes(size.wrapper_bytes, how, Location(
-                file=plain.path, line=spec.line, snippet=_line(plain.text, spec.line)), exact=False)
+            how = (
+                f"virtual wrapper re-made: python-minifier {size.minifier_version} "
+                f"({_opts(spec.minify_options)}) + {spec.compressor} + base85 of {plain.path}"
+            )
+            return CodeBytes(
+                size.wrapper_bytes,
+                how,
+                Location(file=plain.path, line=spec.line, snippet=_line(plain.text, spec.line)),
+                exact=False,
+            )
     files = " + ".join(f"{p} ({n:,} B)" for p, n in shipped.items())
     return CodeBytes(sum(shipped.values()), f"shipped file size: {files}", loc, exact=True)
 
@@ -134,58 +156,80 @@ def _artifact(log, code: CodeBytes | None) -> list[Finding]:
     total_loc = _log_loc(log, _line_of(log.totals, total))
     if total is None and log.model_bytes is None:
         if log.has_training:
-            out.append(finding("LIM006", f"{seed}: no artifact size line in {log.rel}.",
-                               location=Location(file=log.rel)))
+            out.append(
+                finding(
+                    "LIM006", f"{seed}: no artifact size line in {log.rel}.", location=Location(file=log.rel)
+                )
+            )
         return out
 
     # Compare the log's counted code bytes with what the folder ships.
     if code is not None and log.code_bytes is not None and code.n != log.code_bytes:
         diff = code.n - log.code_bytes
         small = not code.exact and abs(diff) <= VIRTUAL_TOLERANCE
-        out.append(finding(
-            "LIM002",
-            f"{seed}: the log counts {log.code_bytes:,} code bytes; recomputed from the folder: "
-            f"{code.n:,} ({diff:+,} B; {code.how})."
-            + (" Within re-minification drift." if small else ""),
-            location=_log_loc(log, _line_of(log.code_sizes, log.code_bytes)),
-            path=[code.location.model_copy(update={"role": "recomputed"})],
-            severity=Severity.INFO if small else None,
-            confidence=Confidence.STRONG if not code.exact else None,
-            data={"seed": log.seed, "logged": log.code_bytes, "recomputed": code.n},
-            origin="log",
-        ))
+        out.append(
+            finding(
+                "LIM002",
+                f"{seed}: the log counts {log.code_bytes:,} code bytes; recomputed from the folder: "
+                f"{code.n:,} ({diff:+,} B; {code.how})."
+                + (" Within re-minification drift." if small else ""),
+                location=_log_loc(log, _line_of(log.code_sizes, log.code_bytes)),
+                path=[code.location.model_copy(update={"role": "recomputed"})],
+                severity=Severity.INFO if small else None,
+                confidence=Confidence.STRONG if not code.exact else None,
+                data={"seed": log.seed, "logged": log.code_bytes, "recomputed": code.n},
+                origin="log",
+            )
+        )
 
     if total is not None and total > ARTIFACT_CAP:
-        out.append(finding(
-            "LIM001",
-            f"{seed}: artifact {total:,} bytes is over the 16,000,000-byte cap by {total - ARTIFACT_CAP:,}.",
-            location=total_loc, data={"seed": log.seed, "artifact_bytes": total}, origin="log"))
+        out.append(
+            finding(
+                "LIM001",
+                f"{seed}: artifact {total:,} bytes is over the 16,000,000-byte cap by {total - ARTIFACT_CAP:,}.",
+                location=total_loc,
+                data={"seed": log.seed, "artifact_bytes": total},
+                origin="log",
+            )
+        )
         return out
 
     # The log may under-count code: rebuild the total from model bytes + recomputed code.
     recomputed_total = None
     if code is not None and log.model_bytes is not None:
         recomputed_total = log.model_bytes + code.n
-        if recomputed_total > ARTIFACT_CAP and (code.exact or recomputed_total - ARTIFACT_CAP > VIRTUAL_TOLERANCE):
-            out.append(finding(
-                "LIM001",
-                f"{seed}: model {log.model_bytes:,} B + recomputed code {code.n:,} B = "
-                f"{recomputed_total:,} bytes, over the cap by {recomputed_total - ARTIFACT_CAP:,} "
-                f"(the log says {total:,})." if total is not None else
-                f"{seed}: model {log.model_bytes:,} B + recomputed code {code.n:,} B = {recomputed_total:,} "
-                f"bytes, over the cap by {recomputed_total - ARTIFACT_CAP:,}.",
-                location=_log_loc(log, _line_of(log.serialized, log.model_bytes)),
-                path=[code.location.model_copy(update={"role": "code"})],
-                confidence=Confidence.PROOF if code.exact else Confidence.STRONG,
-                data={"seed": log.seed, "model_bytes": log.model_bytes, "code_bytes": code.n},
-                origin="log"))
+        if recomputed_total > ARTIFACT_CAP and (
+            code.exact or recomputed_total - ARTIFACT_CAP > VIRTUAL_TOLERANCE
+        ):
+            out.append(
+                finding(
+                    "LIM001",
+                    f"{seed}: model {log.model_bytes:,} B + recomputed code {code.n:,} B = "
+                    f"{recomputed_total:,} bytes, over the cap by {recomputed_total - ARTIFACT_CAP:,} "
+                    f"(the log says {total:,})."
+                    if total is not None
+                    else f"{seed}: model {log.model_bytes:,} B + recomputed code {code.n:,} B = {recomputed_total:,} "
+                    f"bytes, over the cap by {recomputed_total - ARTIFACT_CAP:,}.",
+                    location=_log_loc(log, _line_of(log.serialized, log.model_bytes)),
+                    path=[code.location.model_copy(update={"role": "code"})],
+                    confidence=Confidence.PROOF if code.exact else Confidence.STRONG,
+                    data={"seed": log.seed, "model_bytes": log.model_bytes, "code_bytes": code.n},
+                    origin="log",
+                )
+            )
             return out
 
     best = max(x for x in (total, recomputed_total) if x is not None)
     if ARTIFACT_CAP - best < THIN_MARGIN:
-        out.append(finding(
-            "LIM007", f"{seed}: {best:,} bytes leaves {ARTIFACT_CAP - best:,} bytes of margin.",
-            location=total_loc, data={"seed": log.seed, "artifact_bytes": best}, origin="log"))
+        out.append(
+            finding(
+                "LIM007",
+                f"{seed}: {best:,} bytes leaves {ARTIFACT_CAP - best:,} bytes of margin.",
+                location=total_loc,
+                data={"seed": log.seed, "artifact_bytes": best},
+                origin="log",
+            )
+        )
     return out
 
 
@@ -197,28 +241,49 @@ def _times(log) -> list[Finding]:
         line = log.stopping_early.line if log.stopping_early else None
         over = train_ms - TRAIN_CAP_MS
         capped = log.stopping_early is not None and over <= TRAIN_OVERSHOOT_MS
-        out.append(finding(
-            "LIM003", f"{seed}: trained {train_ms:,.0f} ms, {over:,.0f} ms over 600 s"
-                      + (" — the wallclock cap stopped it; a sub-second overshoot of the last step is "
-                         "common in accepted records." if capped else "."),
-            location=_log_loc(log, line), severity=Severity.INFO if capped else None,
-            data={"seed": log.seed, "train_time_ms": train_ms}, origin="log"))
+        out.append(
+            finding(
+                "LIM003",
+                f"{seed}: trained {train_ms:,.0f} ms, {over:,.0f} ms over 600 s"
+                + (
+                    " — the wallclock cap stopped it; a sub-second overshoot of the last step is "
+                    "common in accepted records."
+                    if capped
+                    else "."
+                ),
+                location=_log_loc(log, line),
+                severity=Severity.INFO if capped else None,
+                data={"seed": log.seed, "train_time_ms": train_ms},
+                origin="log",
+            )
+        )
     wall = log.hyperparameters.get("max_wallclock_seconds")
     if wall is not None and _float(wall) is not None and _float(wall) > 600:
-        out.append(finding(
-            "LIM003", f"{seed}: configured max_wallclock_seconds={wall} (> 600).",
-            location=_log_loc(log, log.hyperparameters_line), severity=Severity.WARNING,
-            data={"seed": log.seed}, origin="log"))
+        out.append(
+            finding(
+                "LIM003",
+                f"{seed}: configured max_wallclock_seconds={wall} (> 600).",
+                location=_log_loc(log, log.hyperparameters_line),
+                severity=Severity.WARNING,
+                data={"seed": log.seed},
+                origin="log",
+            )
+        )
     rep = log.reported
     eval_ms = rep.eval_time_ms if rep is not None else None
     source = f"the reported line '{rep.label}'" if eval_ms is not None else None
     if log.total_eval_time_s is not None and (eval_ms is None or log.total_eval_time_s * 1000 > eval_ms):
         eval_ms, source = log.total_eval_time_s * 1000, "total_eval_time"
     if eval_ms is not None and eval_ms > EVAL_CAP_MS:
-        out.append(finding(
-            "LIM004", f"{seed}: evaluation took {eval_ms / 1000:,.1f} s ({source}), over the 600 s cap.",
-            location=_log_loc(log, rep.line if rep else None),
-            data={"seed": log.seed, "eval_time_ms": eval_ms}, origin="log"))
+        out.append(
+            finding(
+                "LIM004",
+                f"{seed}: evaluation took {eval_ms / 1000:,.1f} s ({source}), over the 600 s cap.",
+                location=_log_loc(log, rep.line if rep else None),
+                data={"seed": log.seed, "eval_time_ms": eval_ms},
+                origin="log",
+            )
+        )
     return out
 
 
@@ -241,12 +306,15 @@ def _uncounted_modules(ctx: RecordContext) -> list[Finding]:
                 entry = siblings.get(name)
                 if entry is None or entry.rel in entry_files:
                     continue
-                out.append(finding(
-                    "LIM005",
-                    f"{src.path} imports the sibling module {entry.rel} ({entry.size:,} B) at run time; "
-                    "its bytes are not part of the counted code size.",
-                    location=source_location(src, node.lineno),
-                    data={"module": entry.rel, "bytes": entry.size}))
+                out.append(
+                    finding(
+                        "LIM005",
+                        f"{src.path} imports the sibling module {entry.rel} ({entry.size:,} B) at run time; "
+                        "its bytes are not part of the counted code size.",
+                        location=source_location(src, node.lineno),
+                        data={"module": entry.rel, "bytes": entry.size},
+                    )
+                )
     return out
 
 

@@ -28,18 +28,29 @@ def check(ctx: RecordContext) -> list[Finding]:
     if result is None:
         return []
     ctx.significance = result.significance
-    wanted = {"both": ("SIG001", "SIG002"), "readme": ("SIG001",), "frontier": ("SIG002",)}[ctx.options.policy]
+    wanted = {"both": ("SIG001", "SIG002"), "readme": ("SIG001",), "frontier": ("SIG002",)}[
+        ctx.options.policy
+    ]
     date = significance.candidate_date(ctx.record.root, ctx.submission.summary() if ctx.submission else None)
     out = []
     for f in result.findings:
         if f.rule_id in ("SIG001", "SIG002") and f.rule_id not in wanted:
             continue
-        if (f.rule_id == "SIG002" and f.severity is Severity.ERROR and ctx.options.policy == "both"
-                and date is not None and date < FRONTIER_POLICY_SINCE):
+        if (
+            f.rule_id == "SIG002"
+            and f.severity is Severity.ERROR
+            and ctx.options.policy == "both"
+            and date is not None
+            and date < FRONTIER_POLICY_SINCE
+        ):
             # The frontier practice started with PR #1902; earlier records were judged otherwise.
-            f = f.model_copy(update={"severity": Severity.WARNING,
-                                     "message": f.message + f" (the frontier policy applies from "
-                                                f"{FRONTIER_POLICY_SINCE}; this record is dated {date})"})
+            f = f.model_copy(
+                update={
+                    "severity": Severity.WARNING,
+                    "message": f.message + f" (the frontier policy applies from "
+                    f"{FRONTIER_POLICY_SINCE}; this record is dated {date})",
+                }
+            )
         out.append(f)
     return out
 
@@ -64,6 +75,16 @@ def resolve_baseline(spec: str) -> significance.Baseline:
     key = spec.lstrip("#")
     for row in significance.load_leaderboard():
         if spec in (row.folder, row.name) or (key.isdigit() and row.pr == int(key)):
-            return significance.Baseline(name=row.label, runs=row.runs, source="leaderboard", date=row.date,
-                                         pr=row.pr, folder=row.folder, tokenizer=row.tokenizer, score=row.score)
-    raise InputError(f"--baseline {spec}: not a record folder nor a leaderboard row (see rules/leaderboard.json)")
+            return significance.Baseline(
+                name=row.label,
+                runs=row.runs,
+                source="leaderboard",
+                date=row.date,
+                pr=row.pr,
+                folder=row.folder,
+                tokenizer=row.tokenizer,
+                score=row.score,
+            )
+    raise InputError(
+        f"--baseline {spec}: not a record folder nor a leaderboard row (see rules/leaderboard.json)"
+    )

@@ -18,9 +18,14 @@ def check(ctx: RecordContext) -> list[Finding]:
     for src in ctx.sources:
         if src.tree is None:
             if src.is_entry:
-                out.append(finding("HYG010", f"{src.path}: the C1-C4 detectors could not read this code "
-                                   f"({src.parse_error or 'not parsed'}).",
-                                   location=Location(file=src.path, wrapper=src.wrapper)))
+                out.append(
+                    finding(
+                        "HYG010",
+                        f"{src.path}: the C1-C4 detectors could not read this code "
+                        f"({src.parse_error or 'not parsed'}).",
+                        location=Location(file=src.path, wrapper=src.wrapper),
+                    )
+                )
             continue
         parsed.append(src)
     if not parsed:

@@ -57,6 +57,7 @@ PY_LINE = re.compile(
     r"|if __name__ ?==|@[A-Za-z_][\w.]*(?:\(|$))"
 )
 
+PY_ASSIGN = re.compile(r"[A-Za-z_][\w.]*(?:\s*:\s*[A-Za-z_][\w\[\], .|]*?)?\s*[-+*/|&]?=\s")
 FINAL = re.compile(
     r"(?P<label>[A-Za-z][A-Za-z0-9_:+\-. ]*?)\s+(?:stride:(?P<stride>\d+)\s+)?"
     r"val_loss[:=]\s*(?P<loss>" + NUM + r")\s+(?:sliding\s+)?val_bpb[:=]\s*(?P<bpb>" + NUM + r")(?P<tail>.*)$"
@@ -93,6 +94,12 @@ APPROX_TOTAL = re.compile(  # JEPA: "INT4+fp8+brotli: 15.67MB model + 0.077MB co
 )
 SEED_LINE = re.compile(r"seed:\s?(?P<n>\d+)$")
 SEED_EQ = re.compile(r"(?:^|\s)seed=(?P<n>\d+)\b")
+# Lines where "seed=N" is a log statement: "[19:23:20] RUN seed=42", "=== seed=42 result ===", or a
+# line of key=value tokens only — not code such as "def f(vocab_size=1024, seed=42):".
+SEED_EQ_LINE = re.compile(
+    r"(?:\[\d\d:\d\d:\d\d\] )?(?:RUN |DONE |=== )?(?:[A-Za-z_]\w*=\S*\s+)*seed=(?P<n>\d+)"
+    r"(?:\s+[A-Za-z_]\w*=\S*)*(?: result ===)?$"
+)
 SEED_FILENAME = re.compile(r"seed[_-]?(\d+)", re.IGNORECASE)
 VAL_TOKENS_A = re.compile(r"val_loader:shards pattern=(?P<glob>\S+) tokens:(?P<n>\d+)")
 VAL_TOKENS_B = re.compile(r"val_tokens:\s*(?P<n>\d+)$")
@@ -104,7 +111,7 @@ TOKENIZER_KIND = re.compile(r"tokenizer_kind=(?P<kind>\S+)")
 GPTQ_RESERVE = re.compile(r"gptq:reserving (?P<s>\d+(?:\.\d+)?)s, effective=(?P<ms>\d+(?:\.\d+)?)ms")
 DUMP_LINE = re.compile(r"  (?P<key>[A-Za-z_][A-Za-z0-9_]*):(?: (?P<val>.*))?$")
 KV_TOKEN = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<val>\S*)")
-SUMMARY_LINE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*:[^\s:]\S*(?:\s+[A-Za-z_][A-Za-z0-9_]*[:=]\S+)*$")
+SUMMARY_LINE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*:[^\s:/]\S*(?:\s+[A-Za-z_][A-Za-z0-9_]*[:=]\S+)*$")
 SUMMARY_BLOCK = re.compile(r"(?P<key>[a-z_]+):\s{2,}(?P<val>\S.*)$")
 
 EVAL_TIME_MS = re.compile(r"\beval_time:(?P<ms>\d+(?:\.\d+)?)ms\b")
@@ -128,7 +135,7 @@ MARKER_PREFIXES = {
     "ttt_phased:": "ttt_start",
     "beginning TTT eval timer": "ttt_start",
     "ttt_lora:": "ttt_lora",
-    "ttt_chunk": "ttt_progress",
+    "ttt_chunk [": "ttt_progress",
     "ttp:": "ttt_progress",
     "tttg:": "ttt_progress",
     "ttpp:": "ttt_progress",
@@ -139,7 +146,7 @@ MARKER_PREFIXES = {
     "GPTQ:": "gptq",
     "GPTQ quantization": "gptq",
     "selective_prune:": "prune",
-    "temp_scaling": "temperature",
+    "temp_scaling optimal": "temperature",
     "ngram_tilt:": "ngram",
     "ngram:": "ngram",
     "slot:": "slot",
@@ -150,6 +157,7 @@ MARKER_PREFIXES = {
     "warmup:": "warmup",
 }
 _MARKER_TUPLE = tuple(MARKER_PREFIXES)
+_TTT_PROGRESS = tuple(k for k, v in MARKER_PREFIXES.items() if v == "ttt_progress")
 
 DIAGNOSTIC_PREFIXES = ("diagnostic", "pre-quantization", "pre_quant", "prequant", "ttt_sliding:done")
 FAILED_TTT_MARGIN_BPB = 0.01  # a TTT line this much worse than the score before it is a failed try
@@ -411,15 +419,23 @@ def parse_log(path: Path, rel: str, *, max_bytes: int = LOG_MAX_BYTES) -> Parsed
     parser = _LogParser(log)
     hasher = hashlib.sha256()
     root = folder_root_of(path, rel)
+    bad_lines: list[int] = []
     for number, line in enumerate(
         iter_lines_bounded(path, max_bytes, LOG_MAX_LINE, stats=stats, root=root, digest=hasher), 1
     ):
-        parser.feed(number, line)
+        try:
+            parser.feed(number, line)
+        except (ValueError, OverflowError):  # e.g. a 5,000-digit "seed:" beyond int()'s limit
+            bad_lines.append(number)
     parser.finish(stats.lines)
     log.lines = stats.lines
     log.size = stats.size
     log.truncated = stats.truncated
     log.problems = list(stats.problems)
+    if bad_lines:
+        log.problems.append(
+            f"{len(bad_lines)} line(s) with unparseable numbers, first at line {bad_lines[0]}"
+        )
     if stats.long_lines:
         log.problems.append(f"{stats.long_lines} over-long line(s) cut at {LOG_MAX_LINE} characters")
     log.sha256 = hasher.hexdigest() if stats.bytes_read or stats.size == 0 else ""
@@ -602,6 +618,10 @@ class _LogParser:
                 return True
         elif c0 == "W" and NOISE_W.match(line):
             return True
+        # Most lines of a TTT log. Exact prefixes only: embedded code has names like ttt_chunk_size.
+        if (c0 == "t" and line.startswith(_TTT_PROGRESS)) or (c0 == " " and line.startswith("  ttt_chunk [")):
+            self._marker("ttt_progress", number, line)
+            return True
         if self.after_kv_header:
             self.after_kv_header = False
             if "=" in line:
@@ -763,6 +783,8 @@ class _LogParser:
         """Identity/setup/marker lines. False when the line is unknown."""
         log = self.log
         c0 = line[0]
+        if ("=" in line or ":" in line) and PY_ASSIGN.match(line):
+            return False  # `ema: float = 0.997`, `ttt_chunk_size = 32`: embedded code, not a log line
         if c0 == "s":
             if line.startswith("seed:"):
                 m = SEED_LINE.match(line)
@@ -874,9 +896,11 @@ class _LogParser:
         if not self.seen_step and ":" in line and SUMMARY_LINE.match(line):
             self._summary(line)
             return True
-        if "seed=" in line and SEED_EQ.search(line):
-            self._seed_from_kv(line, "log")
-            return True
+        if "seed=" in line:
+            m = SEED_EQ_LINE.match(line)
+            if m:
+                self._seed(int(m.group("n")), "log")
+                return True
         return False
 
     # -- helpers -----------------------------------------------------------------------------
@@ -1030,8 +1054,10 @@ def select_reported(log: ParsedLog) -> FinalLine | None:
                 chosen = g
                 break
     if chosen.kind == "ttt":
+        # Only a plain sliding-window score counts as the fallback: other earlier lines
+        # (e.g. "swa_eval") may be pre-quantization numbers.
         before = [
-            g for g in kept if g.line < chosen.line and g.kind != "ttt" and g.base_label != chosen.base_label
+            g for g in kept if g.line < chosen.line and g.kind == "sliding" and not SUSPICIOUS.search(g.label)
         ]
         if before:
             prev = _exact_twin(before[-1], kept)

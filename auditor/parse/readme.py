@@ -34,7 +34,7 @@ BPB_PATTERNS = (
 )
 P_VALUE = re.compile(
     r"(?<![A-Za-z0-9_])p(?:[-_ ]?values?)?(?:\s*\([^)]{0,20}\))?\s*(?P<op><=|>=|≤|≥|<|>|=|≈|~|:)\s*\**`?\s*"
-    r"(?P<num>\d*\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)(?P<rest>[^\n]{0,24})",
+    r"(?P<num>\d*\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)(?=(?P<rest>[^\n]{0,24}))",
     re.IGNORECASE,
 )
 STAT_TESTS = (

@@ -175,6 +175,8 @@ def parse_submission(path: Path, rel: str) -> SubmissionParse:
         )
     except RecursionError:
         return SubmissionParse(findings=[_malformed(rel, "is not valid JSON: nested too deeply")])
+    except ValueError as exc:  # e.g. an integer literal beyond Python's 4,300-digit limit
+        return SubmissionParse(findings=[_malformed(rel, f"is not valid JSON: {exc}")])
     if not isinstance(data, dict):
         return SubmissionParse(
             findings=[_malformed(rel, f"top-level value is {_json_type(data)}, not an object")]
@@ -628,6 +630,8 @@ def to_number(raw: Any, *, integer: bool = False) -> tuple[Any, str | None]:
         try:
             value = float(m.group(1).replace(",", "").replace("_", ""))
         except ValueError:
+            return None, None
+        if not math.isfinite(value):
             return None, None
         note = f"number written as a string {raw!r}"
         if integer:

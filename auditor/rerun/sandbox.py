@@ -83,8 +83,11 @@ def namespaces_available() -> tuple[bool, str]:
     if exe is None:
         return False, "the unshare command (util-linux) is not installed"
     try:
-        proc = subprocess.run([exe, "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "true"],
-                              capture_output=True, timeout=20)
+        proc = subprocess.run(
+            [exe, "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "true"],
+            capture_output=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"unshare failed: {exc}"
     if proc.returncode != 0:
@@ -154,7 +157,9 @@ class _Cgroups:
 
         def read_kv(path: Path) -> dict[str, int]:
             try:
-                return {k: int(v) for k, v in (ln.split() for ln in path.read_text().splitlines() if ln.strip())}
+                return {
+                    k: int(v) for k, v in (ln.split() for ln in path.read_text().splitlines() if ln.strip())
+                }
             except (OSError, ValueError):
                 return {}
 
@@ -384,12 +389,27 @@ def run_sandboxed(
     timed_out = False
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=True, env={"PATH": "/usr/bin:/bin"})
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+                env={"PATH": "/usr/bin:/bin"},
+            )
         except OSError as exc:
             cg.remove()
-            return SandboxResult(None, None, False, 0.0, "", f"could not start sandbox: {exc}",
-                                 mechanisms=mechanisms, out_dir=str(out_dir))
+            return SandboxResult(
+                None,
+                None,
+                False,
+                0.0,
+                "",
+                f"could not start sandbox: {exc}",
+                mechanisms=mechanisms,
+                out_dir=str(out_dir),
+            )
         try:
             proc.wait(timeout=limits.wall_seconds)
         except subprocess.TimeoutExpired:

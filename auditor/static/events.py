@@ -62,5 +62,6 @@ class Event:
         return (self.kind, id(self.node)) + tuple(f.key() for f in self.frames)
 
     def rebased(self, outer: Frame, order: int) -> Event:
-        return Event(self.kind, self.node, self.file, self.line, self.labels, (outer,) + self.frames,
-                     order, self.info)
+        return Event(
+            self.kind, self.node, self.file, self.line, self.labels, (outer,) + self.frames, order, self.info
+        )

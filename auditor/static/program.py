@@ -80,7 +80,9 @@ class FuncInfo:
                 node = stack.pop()
                 for child in ast.iter_child_nodes(node):
                     parents[id(child)] = node
-                    if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                    if not isinstance(
+                        child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+                    ):
                         stack.append(child)
             self._parents = parents
         return self._parents
@@ -129,8 +131,13 @@ class Program:
             path = str(src.path)
             module = PurePosixPath(path).stem
             info = FileInfo(
-                idx=len(self.files), source=src, path=path, module=module, tree=tree,
-                lines=src.text.splitlines(), is_entry=bool(getattr(src, "is_entry", False)),
+                idx=len(self.files),
+                source=src,
+                path=path,
+                module=module,
+                tree=tree,
+                lines=src.text.splitlines(),
+                is_entry=bool(getattr(src, "is_entry", False)),
                 wrapper=getattr(src, "wrapper", None),
             )
             self.files.append(info)
@@ -146,12 +153,14 @@ class Program:
         return f
 
     def _index_file(self, info: FileInfo) -> None:
-        info.module_func = self._new_func(name="<module>", qualname=f"{info.module}.<module>",
-                                          node=info.tree, file=info, kind="module")
+        info.module_func = self._new_func(
+            name="<module>", qualname=f"{info.module}.<module>", node=info.tree, file=info, kind="module"
+        )
         self._index_body(info, info.tree.body, info.module_func, None, info.module, top=True)
 
-    def _index_body(self, info, body, parent: FuncInfo | None, cls: ClassInfo | None, prefix: str,
-                    top: bool = False) -> None:
+    def _index_body(
+        self, info, body, parent: FuncInfo | None, cls: ClassInfo | None, prefix: str, top: bool = False
+    ) -> None:
         for node in _walk_defs(body):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and top:
                 _record_import(info.imports, node)
@@ -160,8 +169,13 @@ class Program:
             elif isinstance(node, ast.ClassDef):
                 self._index_class(info, node, parent, prefix, top)
             elif isinstance(node, ast.Lambda):
-                f = self._new_func(name="<lambda>", qualname=f"{prefix}.<lambda@{node.lineno}>", node=node,
-                                   file=info, parent=parent)
+                f = self._new_func(
+                    name="<lambda>",
+                    qualname=f"{prefix}.<lambda@{node.lineno}>",
+                    node=node,
+                    file=info,
+                    parent=parent,
+                )
                 _fill_params(f, node.args)
 
     def _index_function(self, info, node, parent, cls, prefix, top) -> None:
@@ -173,9 +187,16 @@ class Program:
                 kind = "staticmethod"
             elif "classmethod" in decorators:
                 kind = "classmethod"
-        f = self._new_func(name=node.name, qualname=f"{prefix}.{node.name}", node=node, file=info,
-                           cls=cls, parent=parent if cls is None else (cls.body_func.parent if cls.body_func else parent),
-                           kind=kind, decorators=decorators)
+        f = self._new_func(
+            name=node.name,
+            qualname=f"{prefix}.{node.name}",
+            node=node,
+            file=info,
+            cls=cls,
+            parent=parent if cls is None else (cls.body_func.parent if cls.body_func else parent),
+            kind=kind,
+            decorators=decorators,
+        )
         _fill_params(f, node.args)
         if cls is not None:
             cls.methods.setdefault(node.name, f)
@@ -191,8 +212,14 @@ class Program:
     def _index_class(self, info, node, parent, prefix, top) -> None:
         bases = [_dotted(b) or "" for b in node.bases]
         cls = ClassInfo(name=node.name, qualname=f"{prefix}.{node.name}", node=node, file=info, bases=bases)
-        cls.body_func = self._new_func(name=f"<class {node.name}>", qualname=f"{cls.qualname}.<body>", node=node,
-                                       file=info, parent=parent, kind="classbody")
+        cls.body_func = self._new_func(
+            name=f"<class {node.name}>",
+            qualname=f"{cls.qualname}.<body>",
+            node=node,
+            file=info,
+            parent=parent,
+            kind="classbody",
+        )
         self.classes.append(cls)
         if top:
             info.classes.setdefault(node.name, cls)
@@ -228,7 +255,7 @@ class Program:
             return info.classes[dotted]
         target = info.imports.get(head)
         if target is not None:
-            full = target + dotted[len(head):]
+            full = target + dotted[len(head) :]
             mod, _, name = full.rpartition(".")
             f = self.module_file(mod) if mod else None
             if f is not None and name in f.classes:
@@ -249,7 +276,7 @@ class Program:
                 if self.resolve_class_name(c.file, base) is None:
                     head = base.split(".", 1)[0]
                     target = c.file.imports.get(head)
-                    out.append(target + base[len(head):] if target else base)
+                    out.append(target + base[len(head) :] if target else base)
         return out
 
 
@@ -258,7 +285,9 @@ def _walk_defs(body):
     stack = list(reversed(body))
     while stack:
         node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+        if isinstance(
+            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+        ):
             yield node
             continue
         if isinstance(node, ast.Lambda):

@@ -50,7 +50,7 @@ TARGET_DERIVED = frozenset({TGT, TMIX, TKEY, TLUT, TEQ})
 # Labels that stay with the plain data through views/casts only.
 IDENTITY_ONLY = frozenset({TOK})
 
-MAX_CHAIN = 14
+MAX_CHAIN = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +67,17 @@ Chain = tuple[Step, ...]
 
 
 def extend(chain: Chain, step: Step) -> Chain:
-    """Append a hop, skipping repeats of the same line and keeping the chain short."""
+    """Append a hop, skipping repeats of the same line and keeping the chain short: when too long,
+    plain hops are dropped before annotated ones (the key, the read, the blend), oldest first."""
     if chain and chain[-1].file == step.file and chain[-1].line == step.line:
         if step.note and not chain[-1].note:
             return chain[:-1] + (step,)
         return chain
     new = chain + (step,)
-    if len(new) > MAX_CHAIN:  # keep where it came from and how it arrived
-        new = new[:4] + new[-(MAX_CHAIN - 4):]
+    if len(new) > MAX_CHAIN:
+        plain = [i for i in range(1, len(new) - 1) if not new[i].note]
+        drop = plain[0] if plain else len(new) // 2
+        new = new[:drop] + new[drop + 1:]
     return new
 
 
@@ -89,14 +92,15 @@ NOCONST: Any = _NoConst()
 class V:
     """An abstract value. Treat as immutable."""
 
-    __slots__ = ("labels", "objs", "form", "const", "agg")
+    __slots__ = ("labels", "objs", "form", "const", "agg", "items")
 
-    def __init__(self, labels=None, objs=frozenset(), form=None, const=NOCONST, agg=False):
+    def __init__(self, labels=None, objs=frozenset(), form=None, const=NOCONST, agg=False, items=None):
         self.labels: dict[str, Chain] = labels if labels is not None else {}
         self.objs: frozenset = objs
         self.form: tuple[int, bool, bool] | None = form
         self.const: Any = const
         self.agg: bool = agg
+        self.items: tuple[V, ...] | None = items  # element values of a fixed-size tuple/list
 
     def __repr__(self) -> str:  # debugging aid
         parts = [",".join(sorted(self.labels))]
@@ -127,24 +131,30 @@ class V:
         labels = dict(self.labels)
         for k, c in add.items():
             labels.setdefault(k, c)
-        return V(labels, self.objs, self.form, self.const, self.agg)
+        return V(labels, self.objs, self.form, self.const, self.agg, self.items)
 
     def with_label(self, label: str, chain: Chain) -> V:
         if label in self.labels:
             return self
         labels = dict(self.labels)
         labels[label] = chain
-        return V(labels, self.objs, self.form, self.const, self.agg)
+        return V(labels, self.objs, self.form, self.const, self.agg, self.items)
 
     def without(self, drop) -> V:
         if not any(k in self.labels for k in drop):
             return self
         labels = {k: c for k, c in self.labels.items() if k not in drop}
-        return V(labels, self.objs, self.form, self.const, self.agg)
+        return V(labels, self.objs, self.form, self.const, self.agg, self.items)
 
     def only_data(self) -> V:
         """The labels only (no objects, position form or constant)."""
-        if not self.objs and self.form is None and self.const is NOCONST and not self.agg:
+        if (
+            not self.objs
+            and self.form is None
+            and self.const is NOCONST
+            and not self.agg
+            and self.items is None
+        ):
             return self
         return V(self.labels)
 
@@ -153,7 +163,10 @@ class V:
         if not self.labels:
             return self
         labels = {k: extend(c, step) for k, c in self.labels.items()}
-        return V(labels, self.objs, self.form, self.const, self.agg)
+        items = None
+        if self.items is not None:
+            items = tuple(i.stepped(step) for i in self.items)
+        return V(labels, self.objs, self.form, self.const, self.agg, items)
 
     def as_agg(self) -> V:
         if self.agg:
@@ -189,7 +202,12 @@ def join(*vals: V) -> V:
     form = first.form if all(v.form == first.form for v in vals) else None
     c0 = first.const
     same_const = c0 is not NOCONST and all(_same_const(v.const, c0) for v in vals)
-    return V(labels, objs, form, c0 if same_const else NOCONST, any(v.agg for v in vals))
+    items = None
+    if first.items is not None and all(
+        v.items is not None and len(v.items) == len(first.items) for v in vals
+    ):
+        items = tuple(join(*(v.items[i] for v in vals)) for i in range(len(first.items)))
+    return V(labels, objs, form, c0 if same_const else NOCONST, any(v.agg for v in vals), items)
 
 
 def _same_const(a: Any, b: Any) -> bool:
@@ -218,11 +236,36 @@ def combine(vals: list[V], *, drop_fine_if_aggregates: bool = True) -> V:
     return V(labels, agg=any(v.agg for v in vals))
 
 
+SIG_LABELS = frozenset(
+    {
+        VALPATH,
+        TRAINPATH,
+        VAL,
+        TRAIN,
+        TOK,
+        TGT,
+        TMIX,
+        DIST,
+        ATT,
+        TKEY,
+        TLUT,
+        TEQ,
+        GATE,
+        STATE,
+        SEL,
+        LOCALPARAM,
+        OPT,
+        BLEND,
+        TDIST,
+    }
+)
+
+
 def sig(v: V) -> tuple:
-    """A hashable summary of what matters for memoizing a call context."""
-    c = v.const
-    if c is not NOCONST and not isinstance(c, (str, int, float, bool, type(None))):
-        c = NOCONST
-    if isinstance(c, str) and len(c) > 64:
-        c = c[:64]
-    return (frozenset(v.labels), v.objs, v.form, c if c is not NOCONST else "?", v.agg)
+    """A coarse hashable summary of a value, for memoizing call contexts."""
+    c = v.const if (v.const is True or v.const is False or v.const is None) else "?"
+    f = v.form
+    form = None if f is None else ("next" if (f[0] >= 1 and f[1] and not f[2]) else "pos")
+    labels = frozenset(k for k in v.labels if k in SIG_LABELS)
+    items = tuple(sig(i) for i in v.items) if v.items is not None and len(v.items) <= 4 else None
+    return (labels, v.objs, form, c, v.agg, items)

@@ -14,19 +14,67 @@ import sys
 import threading
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_ALWAYS_WRITABLE = ("/dev/null", "/dev/zero", "/dev/stdout", "/dev/stderr", "/dev/tty", "/dev/full",
-                    "/dev/urandom", "/dev/random", "/proc/self/fd/1", "/proc/self/fd/2", "/dev/fd/1", "/dev/fd/2")
+_ALWAYS_WRITABLE = (
+    "/dev/null",
+    "/dev/zero",
+    "/dev/stdout",
+    "/dev/stderr",
+    "/dev/tty",
+    "/dev/full",
+    "/dev/urandom",
+    "/dev/random",
+    "/proc/self/fd/1",
+    "/proc/self/fd/2",
+    "/dev/fd/1",
+    "/dev/fd/2",
+)
 _PATH_EVENTS = {  # event -> indexes of path arguments that get written/changed
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1), "os.symlink": (1,),
-    "os.link": (1,), "os.chmod": (0,), "os.chown": (0,), "os.truncate": (0,), "os.utime": (0,),
-    "shutil.rmtree": (0,), "shutil.copyfile": (1,), "shutil.copytree": (1,), "shutil.move": (0, 1),
-    "os.mkfifo": (0,), "os.mknod": (0,), "os.chflags": (0,), "os.setxattr": (0,), "os.removexattr": (0,),
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.rename": (0, 1),
+    "os.symlink": (1,),
+    "os.link": (1,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.truncate": (0,),
+    "os.utime": (0,),
+    "shutil.rmtree": (0,),
+    "shutil.copyfile": (1,),
+    "shutil.copytree": (1,),
+    "shutil.move": (0, 1),
+    "os.mkfifo": (0,),
+    "os.mknod": (0,),
+    "os.chflags": (0,),
+    "os.setxattr": (0,),
+    "os.removexattr": (0,),
 }
-_NET_EVENTS = ("socket.connect", "socket.sendto", "socket.sendmsg", "socket.bind", "socket.getaddrinfo",
-               "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr", "urllib.Request",
-               "http.client.connect", "ftplib.connect", "smtplib.connect", "telnetlib.Telnet.open")
-_SPAWN_EVENTS = ("os.fork", "os.forkpty", "os.system", "subprocess.Popen", "os.posix_spawn", "os.exec",
-                 "os.spawn", "pty.spawn", "os.startfile")
+_NET_EVENTS = (
+    "socket.connect",
+    "socket.sendto",
+    "socket.sendmsg",
+    "socket.bind",
+    "socket.getaddrinfo",
+    "socket.gethostbyname",
+    "socket.gethostbyname_ex",
+    "socket.gethostbyaddr",
+    "urllib.Request",
+    "http.client.connect",
+    "ftplib.connect",
+    "smtplib.connect",
+    "telnetlib.Telnet.open",
+)
+_SPAWN_EVENTS = (
+    "os.fork",
+    "os.forkpty",
+    "os.system",
+    "subprocess.Popen",
+    "os.posix_spawn",
+    "os.exec",
+    "os.spawn",
+    "pty.spawn",
+    "os.startfile",
+)
 _MAX_EVENTS = 300
 
 _state = threading.local()
@@ -60,8 +108,11 @@ def _origin() -> dict:
         fn = frame.f_code.co_filename
         if fn.startswith(_roots[0] if _roots else "\0") and not fn.startswith(_boot_dir):
             line = frame.f_lineno
-            return {"file": os.path.relpath(fn, _roots[0]), "line": line,
-                    "snippet": linecache.getline(fn, line).strip()[:200]}
+            return {
+                "file": os.path.relpath(fn, _roots[0]),
+                "line": line,
+                "snippet": linecache.getline(fn, line).strip()[:200],
+            }
         if fallback is None and not fn.startswith(_boot_dir) and not fn.startswith("<frozen"):
             fallback = {"file": fn, "line": frame.f_lineno}
         frame = frame.f_back
@@ -79,7 +130,12 @@ def _resolve(path) -> str | None:
 
 
 def _outside(path: str | None) -> bool:
-    if path is None or path in _ALWAYS_WRITABLE or path.startswith("/proc/self/fd/") or path.startswith("/dev/pts/"):
+    if (
+        path is None
+        or path in _ALWAYS_WRITABLE
+        or path.startswith("/proc/self/fd/")
+        or path.startswith("/dev/pts/")
+    ):
         return False
     return not any(path == r or path.startswith(r + os.sep) for r in _roots)
 
@@ -92,39 +148,82 @@ def _hook(event: str, args: tuple) -> None:
         if event == "open":
             path, mode, flags = (tuple(args) + (None, None, None))[:3]
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                isinstance(flags, int) and flags != -1 and flags & _WRITE_FLAGS)
+                isinstance(flags, int) and flags != -1 and flags & _WRITE_FLAGS
+            )
             if writing:
                 real = _resolve(path)
                 if _outside(real):
-                    _emit({"event": "write_outside", "op": "open", "path": real, "denied": True,
-                           "pid": os.getpid(), **_origin()})
-                    raise PermissionError(f"pgolf sandbox: writing outside the workspace is not allowed: {real}")
+                    _emit(
+                        {
+                            "event": "write_outside",
+                            "op": "open",
+                            "path": real,
+                            "denied": True,
+                            "pid": os.getpid(),
+                            **_origin(),
+                        }
+                    )
+                    raise PermissionError(
+                        f"pgolf sandbox: writing outside the workspace is not allowed: {real}"
+                    )
         elif event in _PATH_EVENTS:
             for i in _PATH_EVENTS[event]:
                 if i < len(args):
                     real = _resolve(args[i])
                     if _outside(real):
-                        _emit({"event": "write_outside", "op": event, "path": real, "denied": True,
-                               "pid": os.getpid(), **_origin()})
-                        raise PermissionError(f"pgolf sandbox: {event} outside the workspace is not allowed: {real}")
+                        _emit(
+                            {
+                                "event": "write_outside",
+                                "op": event,
+                                "path": real,
+                                "denied": True,
+                                "pid": os.getpid(),
+                                **_origin(),
+                            }
+                        )
+                        raise PermissionError(
+                            f"pgolf sandbox: {event} outside the workspace is not allowed: {real}"
+                        )
         elif event in _NET_EVENTS:
-            target = args[1] if event in ("socket.connect", "socket.sendto", "socket.bind") and len(args) > 1 else args[:2]
+            target = (
+                args[1]
+                if event in ("socket.connect", "socket.sendto", "socket.bind") and len(args) > 1
+                else args[:2]
+            )
             if event == "socket.bind" and _is_local_unix(args):
                 return
-            _emit({"event": "network", "op": event, "target": repr(target)[:200], "denied": True,
-                   "pid": os.getpid(), **_origin()})
+            _emit(
+                {
+                    "event": "network",
+                    "op": event,
+                    "target": repr(target)[:200],
+                    "denied": True,
+                    "pid": os.getpid(),
+                    **_origin(),
+                }
+            )
             raise PermissionError(f"pgolf sandbox: network access is not allowed ({event})")
         elif event in _SPAWN_EVENTS:
             detail = args[0] if args else None
             if event == "subprocess.Popen" and len(args) > 1:
                 detail = args[1]
-            _emit({"event": "spawn", "op": event, "detail": repr(detail)[:300], "pid": os.getpid(), **_origin()})
+            _emit(
+                {"event": "spawn", "op": event, "detail": repr(detail)[:300], "pid": os.getpid(), **_origin()}
+            )
         elif event in ("os.kill", "os.killpg") and args and args[0] not in (0, os.getpid()):
             _emit({"event": "signal", "op": event, "target": repr(args[:2]), "pid": os.getpid(), **_origin()})
         elif event == "ctypes.dlopen":
             origin = _origin()
             if "file" in origin:  # libraries load native code all the time; only the submission's own is news
-                _emit({"event": "native", "op": event, "detail": repr(args[0])[:200], "pid": os.getpid(), **origin})
+                _emit(
+                    {
+                        "event": "native",
+                        "op": event,
+                        "detail": repr(args[0])[:200],
+                        "pid": os.getpid(),
+                        **origin,
+                    }
+                )
     finally:
         _state.busy = False
 

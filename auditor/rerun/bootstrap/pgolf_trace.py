@@ -1,54 +1,54 @@
 """Validation-position provenance tracing, loaded into the sandboxed script before it runs.
 
-What it records (JSON lines on the inherited descriptor PGOLF_TRACE_FD, one event per line, each
-with a global sequence number ``seq`` and the submission's file:line):
+Events (JSON lines on the inherited descriptor PGOLF_TRACE_FD; each has a global ``seq`` and,
+where it happened in the submission, ``file``/``line``/``snippet``):
 
-* ``score``   a scoring computation: cross_entropy / nll_loss / gather / ``P[..., y]`` whose target
-              index carries validation positions; grad mode; at probe positions, what the scored
-              row looked like (log-sum-exp, sum) so the analyzer can check normalization;
-* ``chunk``   a reduction (sum/mean/...) of per-position scores: which score events, which
-              positions, and (at value positions) the per-position values that went in;
-* ``use``     a chunk's scores leaving the tensor world (``.item()``, ``float()``, formatting,
-              ``tolist``), or entering a ``backward``;
-* ``backward``/``update``  a backward pass and every optimizer step or in-place parameter change,
-              with the backward ids (hence positions) whose gradients it used;
-* ``write``/``state_use``  an in-place write of position-carrying data into a tensor (a cache) and
-              a later score that read that tensor.
+* ``score``    a scoring computation: cross_entropy / nll_loss / gather / ``P[..., y]`` whose target
+               index carries validation positions, with grad mode;
+* ``probe``    at probe positions, what the scored row looked like (log-sum-exp, sum, picked value),
+               so the analyzer can check that the scored distribution is normalized;
+* ``chunk``    per-position scores reduced together (sum/mean/...): positions, the score event of
+               each, how many scores each element combines, and values at value positions;
+* ``use``      chunks leaving the tensor world (``.item()``, ``float``, formatting, ``tolist``) or
+               entering a backward pass;
+* ``backward`` / ``update``  a backward pass, and every optimizer step or gradient-driven in-place
+               parameter change with the backward ids (hence positions) whose gradients it used;
+* ``write``    validation-derived data written into a table at validation-derived keys (a cache);
+               ``score`` events list the writes whose data reached the scored distribution.
 
 How positions travel: validation shards are recognised where they are read (``np.fromfile`` /
-``np.memmap`` on a file listed in PGOLF_VAL_LAYOUT). From there a numpy subclass (PosArray) and a
+``np.memmap`` of a file listed in PGOLF_VAL_LAYOUT). From there a numpy subclass (PosArray) and a
 torch subclass (PosTensor, via ``__torch_function__``) carry an element-wise position map through
-indexing, reshapes, unfold, cat, dtype and device moves (the same op is replayed on an int64
-position tensor, so the semantics are exact), and a coarse "influenced by" set through everything
-else (model forwards). Scores carry the score-event ids; reductions turn them into chunks; chunk
-sets ride along through arithmetic, ``.item()`` (TaggedFloat) and formatting into the log line.
-
-Nothing here decides legality: trace_analysis.py does, outside the sandbox.
+indexing, reshapes, unfold, cat, dtype and device moves (the op is replayed on an int64 position
+tensor, so the semantics are exact) and a coarse "influenced by" set through everything else (the
+model forward). Score tensors also carry, per element, the id of the score event that produced
+it and how many scores it combines (``min(nll_a, nll_b)`` combines two). Reductions turn them into
+chunks; chunk sets ride through arithmetic, ``.item()`` (TaggedFloat) and string formatting into
+the printed metric. Nothing here decides legality; auditor/rerun/trace_analysis.py does.
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
-import builtins
 import json
 import linecache
-import math
 import os
 import sys
 import threading
 
 import numpy as np
 import torch
-from torch._C import DisableTorchFunctionSubclass
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch._C import DisableTorchFunctionSubclass as _DISABLE
 
-_DISABLE = DisableTorchFunctionSubclass
 _LOCK = threading.RLock()
-_STATE = {"seq": 0, "ids": 0, "in_step": False, "busy": False}
+_STATE = {"seq": 0, "ids": 0, "in_step": False, "busy": 0}
 _WS = os.path.realpath(os.environ.get("PGOLF_WORKSPACE", os.getcwd()))
 _BOOT = os.path.dirname(os.path.realpath(__file__))
 _FD: int | None = None
-_NONE = frozenset()
+_NONE: frozenset = frozenset()
+_REPORTED_MARKS: set[int] = set()
 
 # ---------------------------------------------------------------------------------------------
 # output
@@ -56,7 +56,7 @@ _NONE = frozenset()
 
 def _nd(a: np.ndarray) -> dict:
     a = np.ascontiguousarray(a)
-    return {"dtype": a.dtype.str, "b64": base64.b64encode(a.tobytes()).decode()}
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode()}
 
 
 def _next_seq() -> int:
@@ -85,16 +85,19 @@ _ORIGIN_CACHE: dict = {}
 
 def _origin() -> dict:
     """The innermost frame in a workspace file that is not ours: the submission's file:line."""
-    f = sys._getframe(2)
+    f = sys._getframe(1)
     while f is not None:
         fn = f.f_code.co_filename
         if fn.startswith(_WS) and not fn.startswith(_BOOT):
             key = (fn, f.f_lineno)
             hit = _ORIGIN_CACHE.get(key)
             if hit is None:
-                hit = {"file": os.path.relpath(fn, _WS), "line": f.f_lineno,
-                       "snippet": linecache.getline(fn, f.f_lineno).strip()[:160],
-                       "func": f.f_code.co_name}
+                hit = {
+                    "file": os.path.relpath(fn, _WS),
+                    "line": f.f_lineno,
+                    "snippet": linecache.getline(fn, f.f_lineno).strip()[:160],
+                    "func": f.f_code.co_name,
+                }
                 _ORIGIN_CACHE[key] = hit
             return hit
         f = f.f_back
@@ -106,7 +109,7 @@ def _grad_state() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# provenance objects
+# provenance
 
 
 class Contrib:
@@ -128,49 +131,60 @@ def c_union(a, b):
 
 
 def c_flat(c) -> list[int]:
-    if c is None:
-        return []
-    out, seen, stack = [], set(), [c]
+    out, seen, stack = set(), set(), [c] if c is not None else []
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
         if node.chunk is not None:
-            out.append(node.chunk)
+            out.add(node.chunk)
         stack.extend(node.kids)
-    return sorted(set(out))
+    return sorted(out)
+
+
+def _union(sets) -> frozenset:
+    sets = [s for s in sets if s]
+    if not sets:
+        return _NONE
+    if len(sets) == 1:
+        return sets[0]
+    return frozenset().union(*sets)
 
 
 class Prov:
-    """Provenance of one tensor/array.
+    """Provenance of one tensor or array.
 
-    elem    int64 CPU tensor, same shape as the data: validation position per element (-1: none)
-    nll     score-event ids when the elements are per-position scores (needs elem)
-    contrib chunks whose scores this (reduced) value contains
-    parents Provs this one was mixed from (for the coarse 'influenced by' set, computed lazily)
-    marks   ids of state writes whose data influenced this value
-    bw      backward ids whose gradients this value carries (gradients)
+    pos     int64 CPU tensor shaped like the data: validation position of each element (-1: none)
+    sev     int64 tensor (scores only): the score event that produced each element
+    mult    int64 tensor (scores only, None = 1): how many scores each element combines
+    contrib chunks (reduced scores) this value contains
+    parents Provs this value was mixed from (for the coarse influence set, computed lazily)
+    marks   ids of cache writes whose data influenced this value
+    bw      backward ids whose gradients this value carries
     """
 
-    __slots__ = ("elem", "nll", "contrib", "parents", "marks", "bw", "_coarse", "_mixed")
+    __slots__ = ("pos", "sev", "mult", "contrib", "parents", "marks", "bw", "_coarse", "_mixed")
 
-    def __init__(self, elem=None, nll=None, contrib=None, parents=(), marks=_NONE, bw=_NONE):
-        self.elem = elem
-        self.nll = nll
-        self.contrib = contrib
-        self.parents = parents
-        self.marks = marks
-        self.bw = bw
+    def __init__(self, pos=None, sev=None, mult=None, contrib=None, parents=(), marks=_NONE, bw=_NONE):
+        self.pos, self.sev, self.mult = pos, sev, mult
+        self.contrib, self.parents, self.marks, self.bw = contrib, parents, marks, bw
         self._coarse = None
         self._mixed = None
 
+    @property
+    def is_score(self) -> bool:
+        return self.sev is not None
+
     def mixed(self) -> "Prov":
-        """The Prov of a value computed from this one by a non-element-preserving op."""
-        if self.elem is None and self.nll is None:
+        """Provenance of a value computed from this one by an op that does not keep elements."""
+        if self.pos is None and self.sev is None:
             return self
         if self._mixed is None:
-            self._mixed = Prov(parents=(self,), marks=self.marks, bw=self.bw)
+            contrib = self.contrib
+            if self.sev is not None:  # scores folded by an op we do not model: keep them as a chunk
+                contrib = c_union(contrib, _chunk_from(self, None, "mixed"))
+            self._mixed = Prov(contrib=contrib, parents=(self,), marks=self.marks, bw=self.bw)
         return self._mixed
 
     def coarse(self) -> np.ndarray:
@@ -185,8 +199,8 @@ class Prov:
                 if p._coarse is not None and p is not self:
                     parts.append(p._coarse)
                     continue
-                if p.elem is not None:
-                    e = p.elem.reshape(-1).numpy()
+                if p.pos is not None:
+                    e = p.pos.reshape(-1).numpy()
                     parts.append(e[e >= 0])
                 stack.extend(p.parents)
             self._coarse = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
@@ -194,38 +208,43 @@ class Prov:
 
     @property
     def empty(self) -> bool:
-        return (self.elem is None and self.nll is None and self.contrib is None and not self.parents
-                and not self.marks and not self.bw)
+        return (
+            self.pos is None
+            and self.sev is None
+            and self.contrib is None
+            and not self.parents
+            and not self.marks
+            and not self.bw
+        )
 
 
-def _merge(provs: list[Prov]) -> Prov | None:
-    """Prov of a value mixed from several inputs (no element alignment kept)."""
+def _merge(provs) -> Prov | None:
+    """Provenance of a value mixed from several inputs (no element alignment kept)."""
     uniq = []
     for p in provs:
         if p is not None and all(p is not q for q in uniq):
             uniq.append(p)
     if not uniq:
         return None
-    contrib = None
-    for p in uniq:
-        contrib = c_union(contrib, p.contrib)
-        if p.nll is not None:  # a score tensor folded by an op we do not model: keep its chunks
-            contrib = c_union(contrib, _chunk_from(p, None, "mixed"))
     if len(uniq) == 1:
-        p = uniq[0]
-        if contrib is p.contrib and p.nll is None:
-            return p.mixed()
-        return Prov(contrib=contrib, parents=(p,), marks=p.marks, bw=p.bw)
-    marks = _NONE.union(*[p.marks for p in uniq]) if any(p.marks for p in uniq) else _NONE
-    bw = _NONE.union(*[p.bw for p in uniq]) if any(p.bw for p in uniq) else _NONE
-    return Prov(contrib=contrib, parents=tuple(uniq), marks=marks, bw=bw)
+        return uniq[0].mixed()
+    mixed = [p.mixed() for p in uniq]
+    contrib = None
+    for p in mixed:
+        contrib = c_union(contrib, p.contrib)
+    return Prov(
+        contrib=contrib,
+        parents=tuple(mixed),
+        marks=_union([p.marks for p in mixed]),
+        bw=_union([p.bw for p in mixed]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # configuration from the harness
 
 _VAL_SHARDS: dict[str, tuple[int, int]] = {}  # realpath -> (first position, tokens)
-_VALUE_MASK: np.ndarray | None = None  # positions whose per-position values are recorded
+_VALUE_MASK: np.ndarray | None = None  # positions whose per-position score values are recorded
 _PROBE_MASK: np.ndarray | None = None  # positions where scored rows are inspected
 _N_VAL = 0
 
@@ -240,10 +259,10 @@ def _load_config() -> None:
     for s in cfg["shards"]:
         _VAL_SHARDS[os.path.realpath(s["path"])] = (int(s["start"]), int(s["tokens"]))
     _N_VAL = int(cfg["n_tokens"])
+    _VALUE_MASK = np.zeros(_N_VAL + 1, dtype=bool)
     if cfg.get("values") == "all":
-        _VALUE_MASK = np.ones(_N_VAL + 1, dtype=bool)
+        _VALUE_MASK[:] = True
     else:
-        _VALUE_MASK = np.zeros(_N_VAL + 1, dtype=bool)
         _VALUE_MASK[np.asarray(cfg.get("values") or [], dtype=np.int64)] = True
     _PROBE_MASK = np.zeros(_N_VAL + 1, dtype=bool)
     _PROBE_MASK[np.asarray(cfg.get("probes") or [], dtype=np.int64)] = True
@@ -251,34 +270,44 @@ def _load_config() -> None:
 
 
 def _in_mask(mask: np.ndarray | None, pos: np.ndarray) -> np.ndarray:
-    if mask is None:
-        return np.zeros(pos.shape, dtype=bool)
-    ok = (pos >= 0) & (pos < len(mask))
     out = np.zeros(pos.shape, dtype=bool)
+    if mask is None:
+        return out
+    ok = (pos >= 0) & (pos < len(mask))
     out[ok] = mask[pos[ok]]
     return out
 
 
 # ---------------------------------------------------------------------------------------------
-# chunks (reductions of scores)
+# chunks: reductions of scores
 
 
 def _chunk_from(prov: Prov, values, op: str) -> Contrib:
     """Record that the per-position scores in ``prov`` were reduced together; return its leaf."""
-    elem = prov.elem.reshape(-1).numpy() if prov.elem is not None else np.zeros(0, np.int64)
-    keep = elem >= 0
-    pos = elem[keep]
+    pos = prov.pos.reshape(-1).numpy()
+    keep = pos >= 0
+    sev = prov.sev.reshape(-1).numpy()[keep]
+    p = pos[keep]
     cid = _new_id()
-    rec = {"ev": "chunk", "id": cid, "seq": _next_seq(), "op": op, "scores": list(prov.nll or ()),
-           "pos": _nd(pos.astype(np.int32))}
-    if values is not None and pos.size:
+    rec = {
+        "ev": "chunk",
+        "id": cid,
+        "seq": _next_seq(),
+        "op": op,
+        "pos": _nd(p.astype(np.int32)),
+        "sev": _nd(sev.astype(np.int32)),
+    }
+    if prov.mult is not None:
+        mult = prov.mult.reshape(-1).numpy()[keep]
+        if (mult != 1).any():
+            rec["mult"] = _nd(mult.astype(np.int32))
+    if values is not None and p.size:
         vals = np.asarray(values, dtype=np.float64).reshape(-1)
         if vals.size == keep.size:
-            vals = vals[keep]
-            sel = _in_mask(_VALUE_MASK, pos)
+            sel = _in_mask(_VALUE_MASK, p)
             if sel.any():
-                rec["vpos"] = _nd(pos[sel].astype(np.int32))
-                rec["vals"] = _nd(vals[sel])
+                rec["vidx"] = _nd(np.nonzero(sel)[0].astype(np.int32))
+                rec["vals"] = _nd(vals[keep][sel])
     rec.update(_origin())
     _emit(rec)
     return Contrib(chunk=cid)
@@ -290,17 +319,16 @@ def _values_of(data) -> np.ndarray | None:
             with _DISABLE():
                 return data.detach().to("cpu", torch.float64).numpy()
         return np.asarray(data, dtype=np.float64)
-    except Exception:  # noqa: BLE001 - complex or odd dtypes: positions are still recorded
+    except Exception:  # noqa: BLE001 - odd dtypes: positions are still recorded
         return None
 
 
-def _use(kind: str, prov: Prov | None, **extra) -> None:
+def _use(kind: str, prov: Prov | None, values=None, **extra) -> None:
     if prov is None:
         return
     contrib = prov.contrib
-    if prov.nll is not None:
-        contrib = c_union(contrib, _chunk_from(prov, extra.pop("values", None), kind))
-    extra.pop("values", None)
+    if prov.is_score:
+        contrib = c_union(contrib, _chunk_from(prov, values, kind))
     chunks = c_flat(contrib)
     if not chunks:
         return
@@ -309,11 +337,9 @@ def _use(kind: str, prov: Prov | None, **extra) -> None:
     _emit(rec)
 
 
-# ---------------------------------------------------------------------------------------------
-# TaggedFloat: a Python float that remembers which chunks it was computed from
-
-
 class TaggedFloat(float):
+    """A Python float that remembers which chunks it was computed from."""
+
     __slots__ = ("_c",)
 
     def __new__(cls, value, contrib):
@@ -321,30 +347,55 @@ class TaggedFloat(float):
         obj._c = contrib
         return obj
 
-    def _wrap(self, value, other=None):
-        if value is NotImplemented:
+    def _w(self, value, other=None):
+        if value is NotImplemented or not isinstance(value, float):
             return value
         c = self._c
         if isinstance(other, TaggedFloat):
             c = c_union(c, other._c)
-        if isinstance(value, float):
-            return TaggedFloat(value, c)
-        return value
+        return TaggedFloat(value, c)
 
-    def __add__(self, o): return self._wrap(float.__add__(self, o), o)
-    def __radd__(self, o): return self._wrap(float.__radd__(self, o), o)
-    def __sub__(self, o): return self._wrap(float.__sub__(self, o), o)
-    def __rsub__(self, o): return self._wrap(float.__rsub__(self, o), o)
-    def __mul__(self, o): return self._wrap(float.__mul__(self, o), o)
-    def __rmul__(self, o): return self._wrap(float.__rmul__(self, o), o)
-    def __truediv__(self, o): return self._wrap(float.__truediv__(self, o), o)
-    def __rtruediv__(self, o): return self._wrap(float.__rtruediv__(self, o), o)
-    def __pow__(self, o, *a): return self._wrap(float.__pow__(self, o, *a), o)
-    def __neg__(self): return self._wrap(float.__neg__(self))
-    def __pos__(self): return self
-    def __abs__(self): return self._wrap(float.__abs__(self))
+    def __add__(self, o):
+        return self._w(float.__add__(self, o), o)
+
+    def __radd__(self, o):
+        return self._w(float.__radd__(self, o), o)
+
+    def __sub__(self, o):
+        return self._w(float.__sub__(self, o), o)
+
+    def __rsub__(self, o):
+        return self._w(float.__rsub__(self, o), o)
+
+    def __mul__(self, o):
+        return self._w(float.__mul__(self, o), o)
+
+    def __rmul__(self, o):
+        return self._w(float.__rmul__(self, o), o)
+
+    def __truediv__(self, o):
+        return self._w(float.__truediv__(self, o), o)
+
+    def __rtruediv__(self, o):
+        return self._w(float.__rtruediv__(self, o), o)
+
+    def __pow__(self, o, *a):
+        return self._w(float.__pow__(self, o, *a), o)
+
+    def __rpow__(self, o, *a):
+        return self._w(float.__rpow__(self, o, *a), o)
+
+    def __neg__(self):
+        return self._w(float.__neg__(self))
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self._w(float.__abs__(self))
+
     def __round__(self, n=None):
-        return self._wrap(float.__round__(self, n)) if n is not None else float.__round__(self)
+        return self._w(float.__round__(self, n)) if n is not None else float.__round__(self)
 
     def __format__(self, spec):
         text = float.__format__(self, spec)
@@ -363,25 +414,29 @@ class TaggedFloat(float):
 
 
 # ---------------------------------------------------------------------------------------------
-# element-wise replays: the same op on the int64 position tensor
+# replaying an op on the position maps
 
 
-def _pos_of(t) -> torch.Tensor | None:
+_FIELDS = ("pos", "sev", "mult")
+_FILL = {"pos": -1, "sev": -1, "mult": 0}
+
+
+def _field(t, name: str):
     p = getattr(t, "_pg", None)
-    return p.elem if p is not None else None
-
-
-def _filled(t) -> torch.Tensor:
-    return torch.full(tuple(t.shape), -1, dtype=torch.int64)
+    v = getattr(p, name, None) if p is not None else None
+    if v is None and name == "mult" and p is not None and p.sev is not None:
+        v = torch.ones(tuple(p.sev.shape), dtype=torch.int64)
+    return v
 
 
 def _cpu_plain(x):
-    """Index arguments for replay on the CPU position tensor."""
+    """An argument as the CPU position tensors need it (indices on CPU, no subclasses)."""
     if isinstance(x, torch.Tensor):
         with _DISABLE():
-            return x.detach().to("cpu") if x.device.type != "cpu" else x.detach()
-    if isinstance(x, np.ndarray):
-        return np.asarray(x).view(np.ndarray)
+            y = x.detach()
+            return y.to("cpu") if y.device.type != "cpu" else y
+    if isinstance(x, PosArray):
+        return x.view(np.ndarray)
     if isinstance(x, tuple):
         return tuple(_cpu_plain(v) for v in x)
     if isinstance(x, list):
@@ -389,34 +444,60 @@ def _cpu_plain(x):
     return x
 
 
-def _replay(func, args, kwargs, data_pos: int = 0):
-    """Apply ``func`` with every tensor argument replaced by its position tensor."""
+def _replay(func, args, kwargs, name: str, data_idx: int = 0):
+    """``func`` with the data argument(s) replaced by their ``name`` map (fill where absent)."""
+
     def sub(a):
         if isinstance(a, torch.Tensor):
-            p = _pos_of(a)
-            if p is None:
-                p = _filled(a)
-            return p
-        if isinstance(a, (list, tuple)) and a and all(isinstance(v, torch.Tensor) for v in a):
-            return type(a)(sub(v) for v in a)
+            v = _field(a, name)
+            return v if v is not None else torch.full(tuple(a.shape), _FILL[name], dtype=torch.int64)
         return a
 
     new_args = list(args)
-    new_args[data_pos] = sub(args[data_pos])
     for i, a in enumerate(new_args):
-        if i != data_pos:
+        if i == data_idx:
+            if isinstance(a, (list, tuple)):
+                new_args[i] = type(a)(sub(v) for v in a)
+            else:
+                new_args[i] = sub(a)
+        else:
             new_args[i] = _cpu_plain(a)
-    new_kwargs = {k: _cpu_plain(v) for k, v in kwargs.items() if k not in ("out",)}
+    new_kwargs = {k: _cpu_plain(v) for k, v in kwargs.items() if k not in ("out", "dtype", "device")}
     with _DISABLE():
         return func(*new_args, **new_kwargs)
+
+
+def _replay_prov(func, args, kwargs, base: Prov, data_idx: int = 0, extra_parents=()) -> list | Prov:
+    """Replay on pos (and sev/mult for scores); returns a Prov or a list mirroring tuple outputs."""
+    pos = _replay(func, args, kwargs, "pos", data_idx)
+    sev = _replay(func, args, kwargs, "sev", data_idx) if base.is_score else None
+    mult = _replay(func, args, kwargs, "mult", data_idx) if base.is_score and base.mult is not None else None
+
+    def mk(p, s, m):
+        return Prov(
+            pos=p,
+            sev=s,
+            mult=m,
+            contrib=base.contrib,
+            parents=base.parents + tuple(extra_parents),
+            marks=base.marks,
+            bw=base.bw,
+        )
+
+    if isinstance(pos, torch.Tensor):
+        return mk(pos, sev, mult)
+    return [
+        mk(p, sev[i] if sev is not None else None, mult[i] if mult is not None else None)
+        for i, p in enumerate(pos)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 # PosTensor
 
 
-def _wrap(out, prov: Prov | None):
-    if prov is None or prov.empty:
+def _wrap(out, prov):
+    if prov is None or (isinstance(prov, Prov) and prov.empty):
         return out
     if isinstance(out, torch.Tensor):
         if type(out) is not PosTensor:
@@ -426,19 +507,16 @@ def _wrap(out, prov: Prov | None):
                 return out
         out._pg = prov
         return out
-    if isinstance(out, (tuple, list)):
-        return type(out)(_wrap(o, prov) for o in out) if not hasattr(out, "_fields") else out
+    if isinstance(out, (tuple, list)) and any(isinstance(o, torch.Tensor) for o in out):
+        if isinstance(prov, list) and len(prov) == len(out):
+            items = [_wrap(o, p) for o, p in zip(out, prov)]
+        else:
+            items = [_wrap(o, prov if isinstance(prov, Prov) else None) for o in out]
+        try:
+            return type(out)(items)
+        except TypeError:
+            return out
     return out
-
-
-def _wrap_elems(out, pos, base: Prov):
-    """Wrap outputs of a position-preserving op; ``pos`` mirrors ``out``'s structure."""
-    if isinstance(out, torch.Tensor):
-        return _wrap(out, Prov(elem=pos if isinstance(pos, torch.Tensor) else None, nll=base.nll,
-                               contrib=base.contrib, marks=base.marks, bw=base.bw, parents=base.parents))
-    if isinstance(out, (tuple, list)) and isinstance(pos, (tuple, list)) and len(out) == len(pos):
-        return type(out)(_wrap_elems(o, p, base) for o, p in zip(out, pos))
-    return _wrap(out, base.mixed())
 
 
 def _collect(args, kwargs) -> list[Prov]:
@@ -466,12 +544,13 @@ class PosTensor(torch.Tensor):
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         if kwargs is None:
             kwargs = {}
-        handler = _HANDLERS.get(func)
-        if handler is not None and not _STATE["busy"]:
-            return handler(func, args, kwargs)
+        if not _STATE["busy"]:
+            handler = _HANDLERS.get(func)
+            if handler is not None:
+                return handler(func, args, kwargs)
         with _DISABLE():
             out = func(*args, **kwargs)
-        if func in _PASS or _STATE["busy"] or not isinstance(out, (torch.Tensor, tuple, list)):
+        if _STATE["busy"] or func in _PASS or not isinstance(out, (torch.Tensor, tuple, list)):
             return out
         return _wrap(out, _merge(_collect(args, kwargs)))
 
@@ -480,7 +559,7 @@ class PosTensor(torch.Tensor):
             return torch.Tensor.__reduce_ex__(self.as_subclass(torch.Tensor), proto)
 
 
-def _attach(t: torch.Tensor, prov: Prov) -> torch.Tensor:
+def _attach(t, prov: Prov):
     """Give an existing tensor object (an accumulator, a gradient, a cache) a Prov in place."""
     if type(t) is torch.Tensor:
         try:
@@ -492,223 +571,249 @@ def _attach(t: torch.Tensor, prov: Prov) -> torch.Tensor:
     return t
 
 
+def _plain(t):
+    with _DISABLE():
+        return t.as_subclass(torch.Tensor) if isinstance(t, PosTensor) else t
+
+
 # ---------------------------------------------------------------------------------------------
 # handlers
-
-
-_VIEW_NAMES = {
-    "view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "permute", "transpose", "t",
-    "expand", "expand_as", "broadcast_to", "repeat", "unfold", "narrow", "select", "split", "chunk",
-    "unbind", "flip", "roll", "__getitem__", "index_select", "take", "movedim", "moveaxis", "swapaxes",
-    "swapdims", "tile", "repeat_interleave", "contiguous", "clone", "detach", "view_as", "reshape_as",
-    "ravel", "hsplit", "vsplit", "tensor_split", "split_with_sizes", "as_strided", "diagonal",
-    "take_along_dim", "masked_select", "__deepcopy__",
-}
-_MULTI_NAMES = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack"}
-_CAST_NAMES = {
-    "to", "type", "float", "double", "half", "bfloat16", "long", "int", "short", "char", "byte", "bool",
-    "cpu", "cuda", "type_as", "pin_memory", "requires_grad_", "retain_grad", "share_memory_", "__copy__",
-}
-_ELEMWISE_NAMES = {
-    "add", "sub", "mul", "div", "true_divide", "neg", "negative", "exp", "log", "log1p", "expm1", "log2",
-    "log10", "sigmoid", "tanh", "abs", "clamp", "clip", "clamp_min", "clamp_max", "minimum", "maximum",
-    "fmin", "fmax", "pow", "sqrt", "rsqrt", "square", "rsub", "nan_to_num", "softplus", "relu", "reciprocal",
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
-    "__neg__", "__pow__", "__rpow__", "__abs__", "xlogy", "lerp", "where", "masked_fill", "float_power",
-    "exp2", "logaddexp", "sign", "floor", "ceil", "round", "trunc", "frac", "remainder", "fmod",
-    "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "floor_divide", "bitwise_xor", "bitwise_and",
-    "bitwise_or", "__xor__", "__and__", "__or__", "__rxor__", "__rand__", "__ror__", "__lshift__",
-    "__rshift__", "bitwise_left_shift", "bitwise_right_shift", "eq", "ne", "lt", "le", "gt", "ge",
-    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "logical_not", "logical_and", "logical_or",
-    "isnan", "isinf", "isfinite", "copysign", "hypot", "addcmul", "addcdiv",
-}
-_REDUCE_NAMES = {"sum", "mean", "nansum", "nanmean", "dot", "vdot", "inner"}
-_INPLACE_EXTRA = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__setitem__", "copy_", "index_put_",
-                  "index_add_", "index_copy_", "scatter_", "scatter_add_", "scatter_reduce_", "masked_scatter_",
-                  "put_", "index_fill_", "masked_fill_", "__ixor__", "__iand__", "__ior__", "__ifloordiv__"}
-_CLEARING = {"zero_", "fill_"}
-
-_PASS: set = set()
-_HANDLERS: dict = {}
 
 
 def _name(func) -> str:
     return getattr(func, "__name__", "") or ""
 
 
-def _base_prov(args) -> Prov | None:
-    return getattr(args[0], "_pg", None) if args else None
-
-
-def _h_view(func, args, kwargs):
+def _h_fresh(func, args, kwargs):
     with _DISABLE():
-        out = func(*args, **kwargs)
-    base = _base_prov(args)
-    provs = _collect(args, kwargs)
-    if base is None or base.elem is None:
-        # the data carries no element map, but an index might (lut[y], val[idx]): follow the index
-        idx_provs = [p for p in provs if p is not base and p.elem is not None]
-        if idx_provs and _name(func) in ("__getitem__", "index_select", "take", "take_along_dim"):
-            return _h_lookup(func, args, kwargs, out, base, provs)
-        return _wrap(out, _merge(provs))
-    try:
-        pos = _replay(func, args, kwargs)
-    except Exception:  # noqa: BLE001 - unusual signature: fall back to the coarse set
-        return _wrap(out, _merge(provs))
-    if len(provs) > 1:  # indexed by another position-carrying tensor: keep the data's map, merge the rest
-        others = [p for p in provs if p is not base]
-        merged = _merge(others)
-        base = Prov(nll=base.nll, contrib=c_union(base.contrib, merged.contrib if merged else None),
-                    marks=base.marks | (merged.marks if merged else _NONE), bw=base.bw,
-                    parents=base.parents + tuple(others))
-    if _name(func) == "__getitem__" and base.nll is None and _is_score_index(args):
-        return _h_score_index(func, args, kwargs, out)
-    return _wrap_elems(out, pos, base)
-
-
-def _is_score_index(args) -> bool:
-    """``P[..., y]``: a float table indexed on its last axis by a position-carrying index."""
-    data, key = args[0], args[1] if len(args) > 1 else None
-    if not isinstance(key, tuple) or not key or data.ndim != len(key) or data.ndim < 2:
-        return False
-    last = key[-1]
-    return (isinstance(last, torch.Tensor) and _pos_of(last) is not None and data.is_floating_point()
-            and data.shape[-1] >= 2)
-
-
-def _h_lookup(func, args, kwargs, out, base, provs):
-    """``table[idx]`` where only the index has positions: the output follows the index's map."""
-    data = args[0]
-    key = args[1] if len(args) > 1 else kwargs.get("index")
-    if _name(func) == "__getitem__" and isinstance(key, tuple) and _is_score_index(args):
-        return _h_score_index(func, args, kwargs, out)
-    idx = key[-1] if isinstance(key, tuple) and key else key
-    if _name(func) == "index_select":
-        idx = args[2] if len(args) > 2 else kwargs.get("index")
-    ipos = _pos_of(idx)
-    others = [p for p in provs if p is not getattr(idx, "_pg", None)]
-    merged = _merge(others)
-    marks = merged.marks if merged else _NONE
-    if ipos is not None and isinstance(out, torch.Tensor) and tuple(ipos.shape) == tuple(out.shape):
-        return _wrap(out, Prov(elem=ipos, marks=marks, parents=tuple(others),
-                               contrib=merged.contrib if merged else None))
-    if ipos is not None and isinstance(out, torch.Tensor) and out.ndim > ipos.ndim and \
-            tuple(out.shape[: ipos.ndim]) == tuple(ipos.shape) and data.ndim >= 1:
-        # table rows gathered by token (embedding-like): every feature of a row has the index's position
-        e = ipos.reshape(tuple(ipos.shape) + (1,) * (out.ndim - ipos.ndim)).expand(tuple(out.shape))
-        return _wrap(out, Prov(elem=e, marks=marks, parents=tuple(others)))
-    return _wrap(out, _merge(provs))
+        return func(*args, **kwargs)
 
 
 def _h_cast(func, args, kwargs):
+    """dtype/device moves and copies: same positions."""
     with _DISABLE():
         out = func(*args, **kwargs)
-    base = _base_prov(args)
+    base = getattr(args[0], "_pg", None) if args else None
     if base is None:
         return _wrap(out, _merge(_collect(args, kwargs)))
-    if isinstance(out, torch.Tensor) and out is args[0]:
+    if out is args[0]:
         return out
     return _wrap(out, base)
 
 
+def _h_view(func, args, kwargs):
+    """Indexing and reshaping: replay on the position maps."""
+    with _DISABLE():
+        out = func(*args, **kwargs)
+    base = getattr(args[0], "_pg", None) if args else None
+    provs = _collect(args, kwargs)
+    name = _name(func)
+    if base is None or base.pos is None:
+        if name in ("__getitem__", "index_select", "take", "take_along_dim"):
+            return _h_lookup(func, args, kwargs, out, base, provs)
+        return _wrap(out, _merge(provs))
+    if name == "__getitem__" and not base.is_score and _is_score_index(args):
+        return _h_score_index(args, kwargs, out)
+    others = [p for p in provs if p is not base]
+    try:
+        prov = _replay_prov(func, args, kwargs, base, extra_parents=[p.mixed() for p in others])
+    except Exception:  # noqa: BLE001 - an unusual signature: keep the coarse set
+        return _wrap(out, _merge(provs))
+    return _wrap(out, prov)
+
+
+def _is_score_index(args) -> bool:
+    """``P[rows..., y]``: a float table indexed on its last axis by a position-carrying index."""
+    if len(args) < 2:
+        return False
+    data, key = args[0], args[1]
+    if not isinstance(key, tuple) or len(key) != data.ndim or data.ndim < 2:
+        return False
+    last = key[-1]
+    return (
+        isinstance(last, torch.Tensor)
+        and _field(last, "pos") is not None
+        and data.is_floating_point()
+        and data.shape[-1] >= 2
+    )
+
+
+def _h_lookup(func, args, kwargs, out, base, provs):
+    """``table[idx]`` where only the index carries positions: the output follows the index."""
+    name = _name(func)
+    if name == "__getitem__" and _is_score_index(args):
+        return _h_score_index(args, kwargs, out)
+    if name == "__getitem__":
+        key = args[1]
+        idx = key[-1] if isinstance(key, tuple) and key else key
+    elif name == "index_select":
+        idx = args[2] if len(args) > 2 else kwargs.get("index")
+    else:
+        idx = args[1] if len(args) > 1 else kwargs.get("index")
+    ipos = _field(idx, "pos")
+    ip = getattr(idx, "_pg", None)
+    others = [p.mixed() for p in provs if p is not ip]
+    marks = _union([p.marks for p in others])
+    contrib = None
+    for p in others:
+        contrib = c_union(contrib, p.contrib)
+    if ipos is not None and isinstance(out, torch.Tensor):
+        if tuple(ipos.shape) == tuple(out.shape):
+            return _wrap(out, Prov(pos=ipos, marks=marks, contrib=contrib, parents=tuple(others)))
+        if out.ndim > ipos.ndim and tuple(out.shape[: ipos.ndim]) == tuple(ipos.shape):
+            # rows gathered by token (an embedding-like lookup): every feature keeps the position
+            e = ipos.reshape(tuple(ipos.shape) + (1,) * (out.ndim - ipos.ndim)).expand(tuple(out.shape))
+            return _wrap(out, Prov(pos=e, marks=marks, contrib=contrib, parents=tuple(others)))
+    return _wrap(out, _merge(provs))
+
+
 def _h_multi(func, args, kwargs):
+    """cat / stack: replay on the list of position maps."""
     with _DISABLE():
         out = func(*args, **kwargs)
     seq = args[0] if args else kwargs.get("tensors")
     provs = [getattr(t, "_pg", None) for t in seq] if isinstance(seq, (list, tuple)) else []
-    if not any(p is not None and p.elem is not None for p in provs):
-        return _wrap(out, _merge(_collect(args, kwargs)))
-    try:
-        pos = _replay(func, args, kwargs)
-    except Exception:  # noqa: BLE001
-        return _wrap(out, _merge(_collect(args, kwargs)))
     real = [p for p in provs if p is not None]
-    nll = tuple(sorted({e for p in real for e in (p.nll or ())})) or None
-    if nll is not None and any(p is None or p.nll is None for p in provs):
-        nll = None  # scores concatenated with non-scores: positions stay, scores would be mislabeled
-        return _wrap(out, Prov(elem=pos, contrib=_merge(real).contrib, parents=tuple(real)))
+    if not any(p.pos is not None for p in real):
+        return _wrap(out, _merge(_collect(args, kwargs)))
+    all_scores = all(p is not None and p.is_score for p in provs)
     contrib = None
     for p in real:
         contrib = c_union(contrib, p.contrib)
-    marks = _NONE.union(*[p.marks for p in real])
-    return _wrap(out, Prov(elem=pos, nll=nll, contrib=contrib, marks=marks, parents=()))
+    if not all_scores:  # scores mixed with non-scores: count the scores as used here
+        for p in real:
+            if p.is_score:
+                contrib = c_union(contrib, _chunk_from(p, None, "cat"))
+    try:
+        pos = _replay(func, args, kwargs, "pos")
+        sev = _replay(func, args, kwargs, "sev") if all_scores else None
+        mult = (
+            _replay(func, args, kwargs, "mult")
+            if all_scores and any(p.mult is not None for p in real)
+            else None
+        )
+    except Exception:  # noqa: BLE001
+        return _wrap(out, _merge(_collect(args, kwargs)))
+    return _wrap(
+        out,
+        Prov(
+            pos=pos,
+            sev=sev,
+            mult=mult,
+            contrib=contrib,
+            marks=_union([p.marks for p in real]),
+            bw=_union([p.bw for p in real]),
+            parents=tuple(q for p in real for q in p.parents),
+        ),
+    )
 
 
-def _broadcast_max(tensors_pos: list[torch.Tensor], shape) -> torch.Tensor:
-    out = None
-    for p in tensors_pos:
-        b = p.broadcast_to(shape)
-        out = b if out is None else torch.maximum(out, b)
-    return out
+def _elem_prov(name: str, args, kwargs, shape) -> Prov | None:
+    """Provenance of an element-wise op's output (also used for in-place element-wise ops)."""
+    provs = _collect(args, kwargs)
+    if not provs:
+        return None
+    tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
+    withpos = [a for a in tensors if _field(a, "pos") is not None]
+    if not withpos:
+        return _merge(provs)
+    scores = [a for a in withpos if a._pg.is_score]
+    try:
+        if name == "where" and len(args) >= 3 and isinstance(args[0], torch.Tensor):
+            with _DISABLE():
+                cond = args[0].detach().cpu().to(torch.bool).broadcast_to(shape)
 
+            def pick(field, fill):
+                x = _field(args[1], field) if isinstance(args[1], torch.Tensor) else None
+                y = _field(args[2], field) if isinstance(args[2], torch.Tensor) else None
+                x = x.broadcast_to(shape) if x is not None else torch.full(shape, fill, dtype=torch.int64)
+                y = y.broadcast_to(shape) if y is not None else torch.full(shape, fill, dtype=torch.int64)
+                return torch.where(cond, x, y)
 
-def _zero_mask(x, shape) -> torch.Tensor | None:
-    """Where a plain multiplier is exactly zero (a mask), as a broadcast bool tensor."""
-    if isinstance(x, torch.Tensor) and getattr(x, "_pg", None) is None:
-        with _DISABLE():
-            if x.dtype == torch.bool:
-                return (~x.detach().cpu()).broadcast_to(shape)
-            if x.numel() > 1 or x.ndim > 0:
-                return (x.detach().cpu() == 0).broadcast_to(shape)
-    return None
+            pos = pick("pos", -1)
+            sev = pick("sev", -1) if scores else None
+            mult = pick("mult", 0) if scores else None
+        else:
+            pos = None
+            for a in scores or withpos:  # a score's element stays the score of its own target
+                b = _field(a, "pos").broadcast_to(shape)
+                pos = b if pos is None else torch.maximum(pos, b)
+            pos = pos.clone()
+            sev = mult = None
+            for a in scores:
+                s = _field(a, "sev").broadcast_to(shape)
+                m = _field(a, "mult").broadcast_to(shape)
+                sev = s if sev is None else torch.maximum(sev, s)
+                mult = m if mult is None else mult + m
+            if sev is not None:
+                sev, mult = sev.clone(), mult.clone()
+    except RuntimeError:
+        return _merge(provs)
+    if scores:
+        dropped = None
+        if name in ("mul", "__mul__", "__rmul__", "mul_", "__imul__"):
+            for a in tensors:  # a 0/1 or bool multiplier that is not a score is a mask
+                if getattr(a, "_pg", None) is not None and a._pg.is_score:
+                    continue
+                with _DISABLE():
+                    m = a.detach().cpu()
+                if m.dtype == torch.bool or m.numel() > 1:
+                    z = (m == 0) if m.dtype != torch.bool else ~m
+                    z = z.broadcast_to(shape)
+                    dropped = z if dropped is None else dropped | z
+        elif name in ("masked_fill", "masked_fill_") and len(args) >= 2 and isinstance(args[1], torch.Tensor):
+            with _DISABLE():
+                dropped = args[1].detach().cpu().to(torch.bool).broadcast_to(shape)
+        if dropped is not None:
+            pos[dropped] = -1
+    contrib = None
+    for p in provs:
+        contrib = c_union(contrib, p.contrib)
+    side = [p for p in provs if p.pos is None or (scores and not p.is_score)]
+    return Prov(
+        pos=pos,
+        sev=sev,
+        mult=mult if scores and bool((mult != 1).any()) else None,
+        contrib=contrib,
+        marks=_union([p.marks for p in provs]),
+        bw=_union([p.bw for p in provs]),
+        parents=tuple(p.mixed() for p in side),
+    )
 
 
 def _h_elemwise(func, args, kwargs):
     with _DISABLE():
         out = func(*args, **kwargs)
-    provs = _collect(args, kwargs)
-    if not isinstance(out, torch.Tensor) or not provs:
-        return _wrap(out, _merge(provs))
-    withpos = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor) and _pos_of(a) is not None]
-    if not withpos:
-        return _wrap(out, _merge(provs))
-    shape = tuple(out.shape)
-    try:
-        pos = _broadcast_max([_pos_of(a) for a in withpos], shape).clone()
-    except RuntimeError:
-        return _wrap(out, _merge(provs))
-    nll = tuple(sorted({e for p in provs for e in (p.nll or ())})) or None
-    name = _name(func)
-    if nll is not None:
-        # masks drop positions: x * mask, where(cond, x, 0), x.masked_fill(mask, 0)
-        if name in ("mul", "__mul__", "__rmul__"):
-            for a in args:
-                m = _zero_mask(a, shape)
-                if m is not None:
-                    pos[m] = -1
-        elif name == "where" and len(args) >= 2 and isinstance(args[0], torch.Tensor):
-            with _DISABLE():
-                cond = args[0].detach().cpu().broadcast_to(shape)
-            score_in_x = _pos_of(args[1]) is not None if isinstance(args[1], torch.Tensor) else False
-            pos[~cond if score_in_x else cond] = -1
-        elif name == "masked_fill" and len(args) >= 2 and isinstance(args[1], torch.Tensor):
-            with _DISABLE():
-                pos[args[1].detach().cpu().broadcast_to(shape)] = -1
-    contrib = None
-    for p in provs:
-        contrib = c_union(contrib, p.contrib)
-    marks = _NONE.union(*[p.marks for p in provs]) if any(p.marks for p in provs) else _NONE
-    bw = _NONE.union(*[p.bw for p in provs]) if any(p.bw for p in provs) else _NONE
-    parents = tuple(p for p in provs if p.elem is None)
-    return _wrap(out, Prov(elem=pos, nll=nll, contrib=contrib, marks=marks, bw=bw, parents=parents))
+    if not isinstance(out, torch.Tensor):
+        return out
+    return _wrap(out, _elem_prov(_name(func), args, kwargs, tuple(out.shape)))
 
 
 def _h_reduce(func, args, kwargs):
     with _DISABLE():
         out = func(*args, **kwargs)
     provs = _collect(args, kwargs)
-    scored = [p for p in provs if p.nll is not None]
-    if not scored:
+    src = args[0] if args else None
+    sp = getattr(src, "_pg", None)
+    if sp is None or not sp.is_score:
         return _wrap(out, _merge(provs))
-    contrib = None
-    for p in provs:
+    contrib = c_union(sp.contrib, _chunk_from(sp, _values_of(src), _name(func)))
+    others = [p.mixed() for p in provs if p is not sp]
+    for p in others:
         contrib = c_union(contrib, p.contrib)
-    src = args[0]
-    for p in scored:
-        contrib = c_union(contrib, _chunk_from(p, _values_of(src) if p is getattr(src, "_pg", None) else None,
-                                               _name(func)))
-    marks = _NONE.union(*[p.marks for p in provs]) if any(p.marks for p in provs) else _NONE
-    return _wrap(out, Prov(contrib=contrib, marks=marks, parents=tuple(p.mixed() for p in provs)))
+    return _wrap(
+        out,
+        Prov(
+            contrib=contrib,
+            marks=_union([sp.marks] + [p.marks for p in others]),
+            parents=tuple(q for q in [Prov(parents=sp.parents)] + others),
+        ),
+    )
+
+
+def _h_fresh_like(func, args, kwargs):
+    with _DISABLE():
+        return func(*args, **kwargs)
 
 
 # --- scoring ops -------------------------------------------------------------------------------
@@ -718,12 +823,23 @@ def _score_event(kind: str, target_pos: torch.Tensor, inp, extra: dict | None = 
     sid = _new_id()
     flat = target_pos.reshape(-1).numpy()
     valid = flat[flat >= 0]
-    rec = {"ev": "score", "id": sid, "seq": _next_seq(), "kind": kind, "n": int(valid.size),
-           "lo": int(valid.min()) if valid.size else -1, "hi": int(valid.max()) if valid.size else -1,
-           "requires_grad": bool(getattr(inp, "requires_grad", False)), **_grad_state()}
+    rec = {
+        "ev": "score",
+        "id": sid,
+        "seq": _next_seq(),
+        "kind": kind,
+        "n": int(valid.size),
+        "lo": int(valid.min()) if valid.size else -1,
+        "hi": int(valid.max()) if valid.size else -1,
+        "requires_grad": bool(getattr(inp, "requires_grad", False)),
+        **_grad_state(),
+    }
     ip = getattr(inp, "_pg", None)
     if ip is not None and ip.marks:
-        rec["marks"] = sorted(ip.marks)
+        new = ip.marks - _REPORTED_MARKS
+        if new:
+            rec["marks"] = sorted(new)
+            _REPORTED_MARKS.update(new)
     if extra:
         rec.update(extra)
     rec.update(_origin())
@@ -731,89 +847,136 @@ def _score_event(kind: str, target_pos: torch.Tensor, inp, extra: dict | None = 
     return sid
 
 
-def _probe_rows(kind: str, sid: int, rows: torch.Tensor, picked: torch.Tensor, pos: np.ndarray) -> None:
-    """At probe positions: what distribution was indexed. ``rows`` [k, V] float, ``picked`` [k]."""
+def _probe_rows(kind: str, sid: int, rows, picked, pos: np.ndarray, is_logprob: bool = False) -> None:
+    """At probe positions: what distribution was indexed. ``rows`` [k, V], ``picked`` [k]."""
     with _DISABLE():
-        r = rows.detach().to("cpu", torch.float64)
-        v = picked.detach().to("cpu", torch.float64).reshape(-1)
-        rec = {"ev": "probe", "score": sid, "kind": kind, "pos": pos.astype(int).tolist(),
-               "lse": torch.logsumexp(r, dim=-1).tolist(), "sum": r.sum(dim=-1).tolist(),
-               "min": r.min(dim=-1).values.tolist(), "max": r.max(dim=-1).values.tolist(),
-               "picked": v.tolist(), "vocab": int(r.shape[-1])}
+        r = torch.as_tensor(rows).detach().to("cpu", torch.float64)
+        v = torch.as_tensor(picked).detach().to("cpu", torch.float64).reshape(-1)
+        rec = {
+            "ev": "probe",
+            "score": sid,
+            "kind": kind,
+            "pos": pos.astype(int).tolist(),
+            "lse": torch.logsumexp(r, dim=-1).tolist(),
+            "sum": r.sum(dim=-1).tolist(),
+            "min": r.min(dim=-1).values.tolist(),
+            "max": r.max(dim=-1).values.tolist(),
+            "picked": v.tolist(),
+            "vocab": int(r.shape[-1]),
+            "rows_are_logprobs": is_logprob,
+        }
     _emit(rec)
 
 
+def _score_prov(sid: int, pos: torch.Tensor, inp) -> Prov:
+    ip = getattr(inp, "_pg", None)
+    return Prov(
+        pos=pos,
+        sev=torch.full(tuple(pos.shape), sid, dtype=torch.int64),
+        marks=ip.marks if ip is not None else _NONE,
+        parents=(ip.mixed(),) if ip is not None else (),
+    )
+
+
 def _h_cross_entropy(func, args, kwargs):
-    names = ("input", "target", "weight", "size_average", "ignore_index", "reduce", "reduction", "label_smoothing")
+    names = (
+        "input",
+        "target",
+        "weight",
+        "size_average",
+        "ignore_index",
+        "reduce",
+        "reduction",
+        "label_smoothing",
+    )
     bound = dict(zip(names, args))
     bound.update(kwargs)
     inp, target = bound.get("input"), bound.get("target")
-    tpos = _pos_of(target)
     with _DISABLE():
         out = func(*args, **kwargs)
+    tpos = _field(target, "pos")
     if tpos is None or not isinstance(target, torch.Tensor) or target.is_floating_point():
         return _wrap(out, _merge(_collect(args, kwargs)))
     kind = "nll_loss" if _name(func) == "nll_loss" else "cross_entropy"
     reduction = bound.get("reduction", "mean")
-    if bound.get("reduce") is False or bound.get("size_average") is False:
-        reduction = "none" if bound.get("reduce") is False else "sum"
+    if bound.get("reduce") is False:
+        reduction = "none"
+    elif bound.get("size_average") is False:
+        reduction = "sum"
     ignore = bound.get("ignore_index", -100)
-    _STATE["busy"] = True
+    _STATE["busy"] += 1
     try:
         with _DISABLE(), torch.no_grad():
-            per = out.detach() if reduction == "none" else func(
-                inp.detach(), target, weight=bound.get("weight"), ignore_index=ignore, reduction="none",
-                **({"label_smoothing": bound.get("label_smoothing", 0.0)} if kind == "cross_entropy" else {}))
+            extra_kw = (
+                {"label_smoothing": bound.get("label_smoothing", 0.0) or 0.0}
+                if kind == "cross_entropy"
+                else {}
+            )
+            per = (
+                out.detach()
+                if reduction == "none"
+                else func(
+                    inp.detach(),
+                    target,
+                    weight=bound.get("weight"),
+                    ignore_index=ignore,
+                    reduction="none",
+                    **extra_kw,
+                )
+            )
             tcpu = target.detach().cpu()
-        pos = tpos.clone().reshape(tuple(per.shape)) if tpos.numel() == per.numel() else None
-        if pos is None:
+        if tpos.numel() != per.numel():
             return _wrap(out, _merge(_collect(args, kwargs)))
+        pos = tpos.reshape(tuple(per.shape)).clone()
         pos[tcpu.reshape(tuple(per.shape)) == ignore] = -1
-        extra = {"norm": "softmax" if kind == "cross_entropy" else "as_given",
-                 "label_smoothing": float(bound.get("label_smoothing", 0.0) or 0.0), "reduction": reduction}
+        extra = {
+            "norm": "softmax" if kind == "cross_entropy" else "as_given",
+            "reduction": reduction,
+            "label_smoothing": float(extra_kw.get("label_smoothing", 0.0)),
+        }
         sid = _score_event(kind, pos, inp, extra)
         sel = _in_mask(_PROBE_MASK, pos.reshape(-1).numpy())
         if sel.any():
             idx = np.nonzero(sel)[0][:32]
             with _DISABLE(), torch.no_grad():
                 x = inp.detach()
-                if x.ndim > 2:  # [B, V, d1...] -> rows along dim 1
+                if x.ndim > 2:  # [B, V, d...]: classes on dim 1
                     x = x.movedim(1, -1)
-                rows = x.reshape(-1, x.shape[-1])[torch.as_tensor(idx, device=x.device)]
+                rows = x.reshape(-1, x.shape[-1])[torch.as_tensor(idx, device=x.device)].float()
                 if kind == "cross_entropy":
-                    rows = torch.log_softmax(rows.float(), dim=-1)
+                    rows = torch.log_softmax(rows, dim=-1)
                 picked = -per.reshape(-1)[torch.as_tensor(idx, device=per.device)]
-            _probe_rows(kind, sid, rows, picked, pos.reshape(-1).numpy()[idx])
-        ip = getattr(inp, "_pg", None)
-        parents = (ip.mixed(),) if ip is not None else ()
-        marks = ip.marks if ip is not None else _NONE
-        score_prov = Prov(elem=pos, nll=(sid,), marks=marks, parents=parents)
+            _probe_rows(kind, sid, rows, picked, pos.reshape(-1).numpy()[idx], is_logprob=True)
+        sp = _score_prov(sid, pos, inp)
         if reduction == "none":
-            return _wrap(out, score_prov)
-        chunk = _chunk_from(score_prov, _values_of(per), kind + ":" + reduction)
-        return _wrap(out, Prov(contrib=chunk, marks=marks, parents=(score_prov.mixed(),)))
+            return _wrap(out, sp)
+        chunk = _chunk_from(sp, _values_of(per), f"{kind}:{reduction}")
+        return _wrap(out, Prov(contrib=chunk, marks=sp.marks, parents=sp.parents))
     finally:
-        _STATE["busy"] = False
+        _STATE["busy"] -= 1
 
 
 def _h_gather(func, args, kwargs):
-    names = ("input", "dim", "index")
-    bound = dict(zip(names, args))
+    bound = dict(zip(("input", "dim", "index"), args))
     bound.update(kwargs)
     inp, dim, index = bound.get("input"), bound.get("dim"), bound.get("index")
     with _DISABLE():
         out = func(*args, **kwargs)
-    ipos = _pos_of(index)
-    if ipos is None or not isinstance(inp, torch.Tensor) or not inp.is_floating_point() or \
-            tuple(ipos.shape) != tuple(out.shape):
-        base = _base_prov(args)
-        if base is not None and base.elem is not None and ipos is None:
+    ipos = _field(index, "pos")
+    base = getattr(inp, "_pg", None)
+    if (
+        ipos is None
+        or not isinstance(inp, torch.Tensor)
+        or not inp.is_floating_point()
+        or tuple(ipos.shape) != tuple(out.shape)
+    ):
+        if base is not None and base.pos is not None:
             try:
-                return _wrap_elems(out, _replay(func, args, kwargs), base)
+                return _wrap(out, _replay_prov(func, args, kwargs, base))
             except Exception:  # noqa: BLE001
                 pass
         return _wrap(out, _merge(_collect(args, kwargs)))
-    _STATE["busy"] = True
+    _STATE["busy"] += 1
     try:
         sid = _score_event("gather", ipos, inp, {"vocab": int(inp.shape[dim])})
         sel = _in_mask(_PROBE_MASK, ipos.reshape(-1).numpy())
@@ -822,44 +985,45 @@ def _h_gather(func, args, kwargs):
             with _DISABLE(), torch.no_grad():
                 x = inp.detach().movedim(dim, -1)
                 o = out.detach().movedim(dim, -1)
-                coords = np.unravel_index(idx, tuple(o.shape))
-                lead = tuple(torch.as_tensor(c[:], device=x.device) for c in coords[:-1])
+                coords = np.unravel_index(idx, tuple(ipos.movedim(dim, -1).shape))
+                lead = tuple(torch.as_tensor(c, device=x.device) for c in coords[:-1])
                 rows = x[lead] if lead else x.reshape(1, -1).expand(len(idx), -1)
-                picked = o[lead + (torch.as_tensor(coords[-1], device=o.device),)] if lead else o.reshape(-1)[idx]
-            _probe_rows("gather", sid, rows, picked, ipos.reshape(-1).numpy()[idx])
-        ip = getattr(inp, "_pg", None)
-        return _wrap(out, Prov(elem=ipos.clone(), nll=(sid,), marks=ip.marks if ip else _NONE,
-                               parents=(ip.mixed(),) if ip else ()))
+                picked = (
+                    o[lead + (torch.as_tensor(coords[-1], device=o.device),)] if lead else o.reshape(-1)[idx]
+                )
+            _probe_rows("gather", sid, rows, picked, ipos.movedim(dim, -1).reshape(-1).numpy()[idx])
+        return _wrap(out, _score_prov(sid, ipos.clone(), inp))
     finally:
-        _STATE["busy"] = False
+        _STATE["busy"] -= 1
 
 
-def _h_score_index(func, args, kwargs, out):
+def _h_score_index(args, kwargs, out):
     data, key = args[0], args[1]
-    ypos = _pos_of(key[-1])
-    if ypos is None or tuple(ypos.shape) != tuple(out.shape):
-        try:
-            ypos = ypos.broadcast_to(tuple(out.shape)).clone()
-        except (RuntimeError, AttributeError):
-            return _wrap(out, _merge(_collect(args, kwargs)))
-    _STATE["busy"] = True
+    ypos = _field(key[-1], "pos")
+    try:
+        ypos = ypos.broadcast_to(tuple(out.shape)).clone()
+    except RuntimeError:
+        return _wrap(out, _merge(_collect(args, kwargs)))
+    _STATE["busy"] += 1
     try:
         sid = _score_event("index", ypos, data, {"vocab": int(data.shape[-1])})
         sel = _in_mask(_PROBE_MASK, ypos.reshape(-1).numpy())
         if sel.any():
             idx = np.nonzero(sel)[0][:32]
             with _DISABLE(), torch.no_grad():
-                rows_all = data.detach()[tuple(_cpu_plain(k).to(data.device) if isinstance(k, torch.Tensor) else k
-                                               for k in key[:-1])]
-                rows_all = rows_all.broadcast_to(tuple(out.shape) + (data.shape[-1],))
-                rows = rows_all.reshape(-1, data.shape[-1])[torch.as_tensor(idx, device=data.device)]
+                lead = tuple(
+                    _cpu_plain(k).to(data.device) if isinstance(k, torch.Tensor) else k for k in key[:-1]
+                )
+                rows_all = data.detach()[lead]
+                rows_all = rows_all.broadcast_to(tuple(out.shape) + (data.shape[-1],)).reshape(
+                    -1, data.shape[-1]
+                )
+                rows = rows_all[torch.as_tensor(idx, device=data.device)]
                 picked = out.detach().reshape(-1)[torch.as_tensor(idx, device=out.device)]
             _probe_rows("index", sid, rows, picked, ypos.reshape(-1).numpy()[idx])
-        dp = getattr(data, "_pg", None)
-        return _wrap(out, Prov(elem=ypos.clone(), nll=(sid,), marks=dp.marks if dp else _NONE,
-                               parents=(dp.mixed(),) if dp else ()))
+        return _wrap(out, _score_prov(sid, ypos, data))
     finally:
-        _STATE["busy"] = False
+        _STATE["busy"] -= 1
 
 
 # --- leaving the tensor world ----------------------------------------------------------------
@@ -868,47 +1032,44 @@ def _h_score_index(func, args, kwargs, out):
 def _h_item(func, args, kwargs):
     with _DISABLE():
         out = func(*args, **kwargs)
-    p = _base_prov(args)
-    if p is None or (p.contrib is None and p.nll is None) or not isinstance(out, float):
+    p = getattr(args[0], "_pg", None)
+    if p is None or (p.contrib is None and not p.is_score) or not isinstance(out, float):
         return out
-    if p.nll is not None:
-        contrib = c_union(p.contrib, _chunk_from(p, _values_of(args[0]), "item"))
-    else:
-        contrib = p.contrib
-    _use("item", Prov(contrib=contrib), value=float(out))
+    contrib = p.contrib
+    if p.is_score:
+        contrib = c_union(contrib, _chunk_from(p, _values_of(args[0]), "item"))
+    _use("item", Prov(contrib=contrib), value=out)
     return TaggedFloat(out, contrib)
 
 
 def _h_exit(func, args, kwargs):
     with _DISABLE():
         out = func(*args, **kwargs)
-    p = _base_prov(args)
-    if p is not None and (p.contrib is not None or p.nll is not None):
-        value = float(out) if isinstance(out, (int, float)) else None
-        _use(_name(func).strip("_"), p, values=_values_of(args[0]) if p.nll is not None else None,
-             **({"value": value} if value is not None else {}))
+    p = getattr(args[0], "_pg", None)
+    if p is not None and (p.contrib is not None or p.is_score):
+        extra = {"value": float(out)} if isinstance(out, (int, float)) else {}
+        _use(_name(func).strip("_"), p, values=_values_of(args[0]) if p.is_score else None, **extra)
     return out
 
 
 def _h_format(func, args, kwargs):
+    t = args[0]
     with _DISABLE():
-        out = func(*args, **kwargs)
-    p = _base_prov(args)
-    if p is not None and (p.contrib is not None or p.nll is not None) and isinstance(out, str):
-        value = None
-        try:
-            with _DISABLE():
-                value = float(args[0]) if args[0].numel() == 1 else None
-        except Exception:  # noqa: BLE001
-            pass
-        _use("format", p, text=out, value=value, values=_values_of(args[0]) if p.nll is not None else None)
+        out = func(_plain(t), *args[1:], **kwargs)
+    p = getattr(t, "_pg", None)
+    if p is not None and (p.contrib is not None or p.is_score) and isinstance(out, str):
+        extra = {"text": out}
+        with _DISABLE():
+            if t.numel() == 1:
+                extra["value"] = float(t.detach().cpu().double())
+        _use("format", p, values=_values_of(t) if p.is_score else None, **extra)
     return out
 
 
 def _h_numpy(func, args, kwargs):
     with _DISABLE():
         out = func(*args, **kwargs)
-    p = _base_prov(args)
+    p = getattr(args[0], "_pg", None)
     if p is None or not isinstance(out, np.ndarray):
         return out
     return _as_pos_array(out, p)
@@ -917,9 +1078,20 @@ def _h_numpy(func, args, kwargs):
 # --- in-place writes, backward, parameters ---------------------------------------------------
 
 _PARAM_STORAGE: set[int] = set()
+_KEYED_WRITES = {
+    "index_add_",
+    "index_copy_",
+    "index_put_",
+    "scatter_",
+    "scatter_add_",
+    "scatter_reduce_",
+    "put_",
+    "index_fill_",
+    "index_reduce_",
+}
 
 
-def _storage_key(t: torch.Tensor) -> int | None:
+def _storage_key(t) -> int | None:
     try:
         with _DISABLE():
             return t.untyped_storage().data_ptr()
@@ -927,64 +1099,143 @@ def _storage_key(t: torch.Tensor) -> int | None:
         return None
 
 
-def _positions_summary(arr: np.ndarray) -> dict:
-    return {"pos": _nd(arr.astype(np.int32))} if arr.size else {"pos": None}
+def _pos_summary(arr: np.ndarray) -> dict:
+    return {"pos": _nd(arr.astype(np.int32)) if arr.size else None, "n": int(arr.size)}
+
+
+def _emit_write(op: str, positions: np.ndarray) -> int:
+    wid = _new_id()
+    rec = {"ev": "write", "id": wid, "seq": _next_seq(), "op": op, **_pos_summary(positions)}
+    rec.update(_origin())
+    _emit(rec)
+    return wid
+
+
+def _keyed(name: str, args) -> bool:
+    """A write whose destination slots are chosen by validation-derived keys (a table update)."""
+    if name in _KEYED_WRITES:
+        return True
+    if name == "__setitem__" and len(args) > 1:
+        key = args[1]
+        keys = key if isinstance(key, tuple) else (key,)
+        return any(isinstance(k, torch.Tensor) and getattr(k, "_pg", None) is not None for k in keys)
+    return False
 
 
 def _h_inplace(func, args, kwargs):
     dest = args[0]
-    dest_prov_before = getattr(dest, "_pg", None)
+    before = getattr(dest, "_pg", None)
     with _DISABLE():
         out = func(*args, **kwargs)
     name = _name(func)
-    src_provs = [p for p in _collect(args[1:], kwargs)]
-    if name in _CLEARING and not src_provs:
-        if dest_prov_before is not None:
+    src_provs = _collect(args[1:], kwargs)
+    if name in ("zero_", "fill_") and not src_provs:
+        if before is not None:
             dest._pg = Prov()
         return out
-    if not src_provs:
+    if not src_provs and before is None:
         return out
-    src = _merge(src_provs)
+    src = _merge(src_provs) if src_provs else Prov()
     # a gradient-driven change of a parameter outside an optimizer step (manual SGD)
-    if not _STATE["in_step"] and src.bw and _storage_key(dest) in _PARAM_STORAGE:
-        rec = {"ev": "update", "kind": "param_inplace", "seq": _next_seq(), "bw": sorted(src.bw),
-               "op": name, **_grad_state()}
+    if src.bw and not _STATE["in_step"] and _storage_key(dest) in _PARAM_STORAGE:
+        rec = {
+            "ev": "update",
+            "kind": "param_inplace",
+            "seq": _next_seq(),
+            "bw": sorted(src.bw),
+            "op": name,
+            **_grad_state(),
+        }
         rec.update(_origin())
         _emit(rec)
-    # scores written into another tensor keep their element map there (a per-token NLL buffer)
-    new_elem = dest_prov_before.elem if dest_prov_before is not None else None
-    score_src = [p for p in src_provs if p.nll is not None]
-    if name == "__setitem__" and any(p.elem is not None for p in src_provs):
-        try:
-            pos = new_elem.clone() if new_elem is not None else _filled(dest)
-            val = args[2] if len(args) > 2 else None
-            vpos = _pos_of(val) if isinstance(val, torch.Tensor) else None
-            if vpos is not None:
-                pos[_cpu_plain(args[1])] = vpos
-                new_elem = pos
-        except Exception:  # noqa: BLE001
-            pass
-    nll = None
-    if score_src and new_elem is not None:
-        nll = tuple(sorted({e for p in score_src for e in p.nll} | set(getattr(dest_prov_before, "nll", None) or ())))
-    contrib = c_union(dest_prov_before.contrib if dest_prov_before is not None else None, src.contrib)
-    if score_src and nll is None:  # accumulating scores into a scalar/vector: a reduction
-        for p in score_src:
-            contrib = c_union(contrib, _chunk_from(p, None, name))
-    marks = (dest_prov_before.marks if dest_prov_before is not None else _NONE) | src.marks
-    # position-carrying data (not scores, not gradients) written into a tensor: possible model state
-    if not score_src and not src.bw and src.contrib is None and not _STATE["in_step"]:
+    base = name[:-1] if name.endswith("_") and not name.startswith("__") else name
+    if name.startswith("__i") and name != "__index__":
+        base = "__" + name[3:]
+    if (
+        base in _ELEMWISE_NAMES
+        and isinstance(dest, torch.Tensor)
+        and (before is not None and before.pos is not None or any(p.pos is not None for p in src_provs))
+    ):
+        # in-place element-wise op: the same provenance as its out-of-place twin
+        prov = _elem_prov(base, args, kwargs, tuple(dest.shape))
+        if prov is not None and before is not None and before.pos is None:
+            prov = Prov(
+                pos=prov.pos,
+                sev=prov.sev,
+                mult=prov.mult,
+                contrib=c_union(before.contrib, prov.contrib),
+                marks=before.marks | prov.marks,
+                bw=before.bw | prov.bw,
+                parents=prov.parents,
+            )
+        if (
+            prov is not None
+            and base in ("add", "__add__", "sub", "__sub__")
+            and before is not None
+            and before.is_score is False
+            and any(p.is_score for p in src_provs)
+        ):
+            prov = None  # accumulating scores into a buffer with a map: handled below
+        if prov is not None:
+            _attach(out if isinstance(out, torch.Tensor) else dest, prov)
+            if out is not dest and isinstance(dest, torch.Tensor):
+                _attach(dest, prov)
+            return out
+    contrib = c_union(before.contrib if before is not None else None, src.contrib)
+    pos = before.pos if before is not None else None
+    sev = before.sev if before is not None else None
+    mult = before.mult if before is not None else None
+    scores = [p for p in src_provs if p.is_score]
+    keyed = _keyed(name, args)
+    if name == "__setitem__" and len(args) > 2 and not keyed:
+        # a copy into slots: the destination's map takes the value's map there
+        val = args[2]
+        vp = getattr(val, "_pg", None) if isinstance(val, torch.Tensor) else None
+        if vp is not None and vp.pos is not None or pos is not None:
+            try:
+                key = _cpu_plain(args[1])
+                npos = (
+                    pos.clone() if pos is not None else torch.full(tuple(dest.shape), -1, dtype=torch.int64)
+                )
+                npos[key] = vp.pos if vp is not None and vp.pos is not None else -1
+                if vp is not None and vp.is_score or sev is not None:
+                    nsev = (
+                        sev.clone()
+                        if sev is not None
+                        else torch.full(tuple(dest.shape), -1, dtype=torch.int64)
+                    )
+                    nsev[key] = vp.sev if vp is not None and vp.is_score else -1
+                    sev = nsev
+                pos = npos
+                scores = []  # they now live in the destination's map
+            except Exception:  # noqa: BLE001
+                pass
+    elif name == "copy_" and len(args) > 1 and isinstance(args[1], torch.Tensor):
+        vp = getattr(args[1], "_pg", None)
+        if vp is not None and vp.pos is not None and tuple(vp.pos.shape) == tuple(dest.shape):
+            pos, sev, mult, scores = vp.pos, vp.sev, vp.mult, []
+    for p in scores:  # scores accumulated into a scalar/vector: a reduction
+        contrib = c_union(
+            contrib, _chunk_from(p, _values_of(args[1]) if getattr(args[1], "_pg", None) is p else None, name)
+        )
+    marks = _union([before.marks if before is not None else _NONE, src.marks])
+    if not scores and not src.bw and src.contrib is None and not _STATE["in_step"] and keyed:
         coarse = src.coarse()
         if coarse.size:
-            wid = _new_id()
-            rec = {"ev": "write", "id": wid, "seq": _next_seq(), "op": name, **_positions_summary(coarse)}
-            rec.update(_origin())
-            _emit(rec)
-            marks = marks | {wid}
-    bw = (dest_prov_before.bw if dest_prov_before is not None else _NONE) | src.bw
-    parents = (dest_prov_before.mixed(),) if dest_prov_before is not None else ()
-    prov = Prov(elem=new_elem, nll=nll, contrib=contrib, marks=marks, bw=bw,
-                parents=parents + tuple(p.mixed() for p in src_provs))
+            marks = marks | {_emit_write(name, coarse)}
+    bw = _union([before.bw if before is not None else _NONE, src.bw])
+    parents = ((before.mixed(),) if before is not None else ()) + tuple(
+        p.mixed() for p in src_provs if not p.is_score
+    )
+    prov = Prov(
+        pos=pos,
+        sev=sev if pos is not None else None,
+        mult=mult if pos is not None else None,
+        contrib=contrib,
+        marks=marks,
+        bw=bw,
+        parents=parents,
+    )
     target = out if isinstance(out, torch.Tensor) else dest
     _attach(target, prov)
     if target is not dest and isinstance(dest, torch.Tensor):
@@ -992,8 +1243,9 @@ def _h_inplace(func, args, kwargs):
     return out
 
 
-def _graph_leaves(roots) -> list[torch.Tensor]:
-    leaves, seen, stack = [], set(), [r.grad_fn for r in roots if getattr(r, "grad_fn", None) is not None]
+def _graph_leaves(roots) -> list:
+    leaves, seen = [], set()
+    stack = [r.grad_fn for r in roots if getattr(r, "grad_fn", None) is not None]
     while stack:
         fn = stack.pop()
         if fn is None or id(fn) in seen:
@@ -1014,21 +1266,28 @@ def _record_backward(roots) -> int | None:
     if not provs:
         return None
     bid = _new_id()
-    merged = _merge(provs)
-    chunks = []
-    contrib = merged.contrib
+    contrib = None
     for p in provs:
-        if p.nll is not None:
+        contrib = c_union(contrib, p.contrib)
+        if p.is_score:
             contrib = c_union(contrib, _chunk_from(p, None, "backward"))
     chunks = c_flat(contrib)
     rec = {"ev": "backward", "id": bid, "seq": _next_seq(), "chunks": chunks, **_grad_state()}
-    if not chunks:  # a loss that is not built from scores: fall back to everything that influenced it
-        rec.update(_positions_summary(merged.coarse()))
+    if not chunks:  # a loss not built from scores: everything that influenced it
+        rec.update(_pos_summary(_merge(provs).coarse()))
     rec.update(_origin())
     _emit(rec)
     if chunks:
-        _emit({"ev": "use", "kind": "backward", "seq": rec["seq"], "chunks": chunks, "backward": bid,
-               **{k: rec[k] for k in ("file", "line", "snippet") if k in rec}})
+        _emit(
+            {
+                "ev": "use",
+                "kind": "backward",
+                "seq": rec["seq"],
+                "chunks": chunks,
+                "backward": bid,
+                **{k: rec[k] for k in ("file", "line", "snippet") if k in rec},
+            }
+        )
     return bid
 
 
@@ -1041,57 +1300,50 @@ def _tag_grads(leaves, bid: int) -> None:
         if g is None:
             continue
         old = getattr(g, "_pg", None)
-        prov = Prov(bw=(old.bw if old is not None else _NONE) | {bid})
-        _attach(g, prov)
+        _attach(g, Prov(bw=(old.bw if old is not None else _NONE) | {bid}))
 
 
 def _h_backward(func, args, kwargs):
-    root = args[0]
-    bid = _record_backward([root])
-    leaves = _graph_leaves([root]) if bid is not None else []
-    _STATE["busy"] = True
+    if func is torch.autograd.grad or _name(func) == "grad":
+        return _h_autograd_grad(func, args, kwargs)
+    roots = args[0] if args else kwargs.get("tensors")
+    roots = [roots] if isinstance(roots, torch.Tensor) else list(roots)
+    bid = _record_backward(roots)
+    leaves = _graph_leaves(roots) if bid is not None else []
+    _STATE["busy"] += 1
     try:
         with _DISABLE():
             out = func(*args, **kwargs)
     finally:
-        _STATE["busy"] = False
+        _STATE["busy"] -= 1
     if bid is not None:
         _tag_grads(leaves, bid)
     return out
 
 
-def _wrap_autograd_backward(orig):
-    def backward(tensors, *a, **k):
-        roots = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
-        bid = _record_backward(roots)
-        leaves = _graph_leaves(roots) if bid is not None else []
-        out = orig(tensors, *a, **k)
-        if bid is not None:
-            _tag_grads(leaves, bid)
-        return out
-    backward.__wrapped__ = orig
-    return backward
-
-
-def _wrap_autograd_grad(orig):
-    def grad(outputs, inputs, *a, **k):
-        roots = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
-        bid = _record_backward(roots)
-        res = orig(outputs, inputs, *a, **k)
-        if bid is None:
-            return res
-        ins = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-        for t in ins:
-            key = _storage_key(t)
-            if key is not None:
-                _PARAM_STORAGE.add(key)
-        return tuple(_wrap(g, Prov(bw=frozenset({bid}))) if isinstance(g, torch.Tensor) else g for g in res)
-    grad.__wrapped__ = orig
-    return grad
+def _h_autograd_grad(func, args, kwargs):
+    outputs = args[0] if args else kwargs.get("outputs")
+    inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
+    roots = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    bid = _record_backward(roots)
+    _STATE["busy"] += 1
+    try:
+        with _DISABLE():
+            res = func(*args, **kwargs)
+    finally:
+        _STATE["busy"] -= 1
+    if bid is None:
+        return res
+    ins = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+    for t in ins:
+        key = _storage_key(t)
+        if key is not None:
+            _PARAM_STORAGE.add(key)
+    return tuple(_wrap(g, Prov(bw=frozenset({bid}))) if isinstance(g, torch.Tensor) else g for g in res)
 
 
 def _step_pre_hook(optimizer, args, kwargs):
-    bws = set()
+    bws: set[int] = set()
     for group in optimizer.param_groups:
         for p in group["params"]:
             key = _storage_key(p)
@@ -1103,8 +1355,14 @@ def _step_pre_hook(optimizer, args, kwargs):
                 bws |= prov.bw
     _STATE["in_step"] = True
     if bws:
-        rec = {"ev": "update", "kind": "optimizer_step", "seq": _next_seq(), "bw": sorted(bws),
-               "optimizer": type(optimizer).__name__, **_grad_state()}
+        rec = {
+            "ev": "update",
+            "kind": "optimizer_step",
+            "seq": _next_seq(),
+            "bw": sorted(bws),
+            "optimizer": type(optimizer).__name__,
+            **_grad_state(),
+        }
         rec.update(_origin())
         _emit(rec)
 
@@ -1117,30 +1375,27 @@ def _step_post_hook(optimizer, args, kwargs):
 # numpy side: PosArray
 
 
-def _as_pos_array(arr: np.ndarray, prov: Prov) -> np.ndarray:
-    out = arr.view(PosArray)
+def _as_pos_array(arr: np.ndarray, prov: Prov):
+    out = np.ndarray.view(arr, PosArray)
     out._pg = prov
     return out
 
 
 def _np_plain(x):
     if isinstance(x, PosArray):
-        return x.view(np.ndarray)
+        return np.ndarray.view(x, np.ndarray)
     if isinstance(x, tuple):
         return tuple(_np_plain(v) for v in x)
     if isinstance(x, list):
         return [_np_plain(v) for v in x]
-    if isinstance(x, torch.Tensor) and _pos_of(x) is not None:
-        with _DISABLE():
-            return x.as_subclass(torch.Tensor)
+    if isinstance(x, PosTensor):
+        return _plain(x)
     return x
 
 
-def _np_pos(x) -> np.ndarray | None:
-    p = getattr(x, "_pg", None)
-    if p is None or p.elem is None:
-        return None
-    return p.elem.numpy()
+def _np_field(x, name: str):
+    v = _field(x, name)
+    return v.numpy() if v is not None else None
 
 
 def _np_wrap(out, prov: Prov | None):
@@ -1153,99 +1408,141 @@ def _np_wrap(out, prov: Prov | None):
     return out
 
 
-def _np_prov_elem(elem: np.ndarray, base: Prov) -> Prov:
-    return Prov(elem=torch.from_numpy(np.ascontiguousarray(elem, dtype=np.int64)), nll=base.nll,
-                contrib=base.contrib, marks=base.marks, bw=base.bw, parents=base.parents)
+def _np_from_fields(pos, sev, mult, base: Prov, **over) -> Prov:
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) if a is not None else None
+    kw = {"contrib": base.contrib, "marks": base.marks, "bw": base.bw, "parents": base.parents}
+    kw.update(over)
+    return Prov(pos=t(pos), sev=t(sev), mult=t(mult), **kw)
 
 
-_NP_ELEMWISE_METHODS = ("__call__",)
 _NP_REDUCERS = {"sum", "mean", "nansum", "nanmean", "average", "dot", "inner"}
-_NP_VIEWS = {"concatenate", "stack", "hstack", "vstack", "reshape", "ravel", "transpose", "squeeze",
-             "expand_dims", "atleast_1d", "atleast_2d", "copy", "flip", "roll", "take", "take_along_axis",
-             "broadcast_to", "repeat", "tile", "array_split", "split", "swapaxes", "moveaxis"}
+_NP_REPLAY = {
+    "concatenate",
+    "stack",
+    "hstack",
+    "vstack",
+    "reshape",
+    "ravel",
+    "transpose",
+    "squeeze",
+    "expand_dims",
+    "atleast_1d",
+    "atleast_2d",
+    "copy",
+    "flip",
+    "roll",
+    "take",
+    "take_along_axis",
+    "broadcast_to",
+    "repeat",
+    "tile",
+    "swapaxes",
+    "moveaxis",
+    "ascontiguousarray",
+    "where",
+}
 
 
 class PosArray(np.ndarray):
-    """A numpy array that carries a Prov (element map in ``_pg.elem`` as an int64 tensor)."""
-
-    _pg: Prov | None = None
+    """A numpy array that carries a Prov (maps as int64 tensors in ``_pg``)."""
 
     def __array_finalize__(self, obj):
-        # views made by numpy internals are re-wrapped by the methods below; default: no provenance
-        if getattr(self, "_pg", None) is None:
+        if not hasattr(self, "_pg"):
             self._pg = None
 
-    def _derive(self, out, key_fn):
+    def _derive(self, out, op):
         p = self._pg
-        if p is None or not isinstance(out, np.ndarray):
-            return out if not isinstance(out, PosArray) else out.view(np.ndarray) if p is None else out
-        if p.elem is None:
-            return _np_wrap(out.view(np.ndarray), p)
+        if not isinstance(out, np.ndarray):
+            return out
+        out = np.ndarray.view(out, np.ndarray)
+        if p is None:
+            return out
+        if p.pos is None:
+            return _np_wrap(out, p)
         try:
-            elem = key_fn(p.elem.numpy())
+            pos = op(p.pos.numpy())
+            sev = op(p.sev.numpy()) if p.sev is not None else None
+            mult = op(p.mult.numpy()) if p.mult is not None else None
         except Exception:  # noqa: BLE001
-            return _np_wrap(out.view(np.ndarray), p.mixed())
-        return _np_wrap(out.view(np.ndarray), _np_prov_elem(elem, p))
+            return _np_wrap(out, p.mixed())
+        if np.shape(pos) != out.shape:
+            return _np_wrap(out, p.mixed())
+        return _np_wrap(out, _np_from_fields(pos, sev, mult, p))
 
     def __getitem__(self, key):
         plain_key = _np_plain(key)
-        out = np.ndarray.__getitem__(self.view(np.ndarray), plain_key)
+        out = np.ndarray.__getitem__(np.ndarray.view(self, np.ndarray), plain_key)
         p = self._pg
-        if p is None:
-            return _np_lookup(out, key)
+        if p is None or p.pos is None:
+            if (
+                isinstance(key, tuple)
+                and len(key) == self.ndim
+                and self.ndim >= 2
+                and self.dtype.kind == "f"
+                and _np_field(key[-1], "pos") is not None
+                and isinstance(out, np.ndarray)
+            ):
+                return _np_score(self, key, out)
+            if p is None:
+                return _np_lookup(out, key)
+            return _np_wrap(out, p.mixed()) if isinstance(out, np.ndarray) else out
         if not isinstance(out, np.ndarray):
             return out
-        if p.elem is None:
-            return _np_wrap(out, p)
-        res = self._derive(out, lambda e: e[plain_key])
-        kp = _np_key_prov(key)
-        if kp is not None and p.nll is None and self.dtype.kind == "f" and self.ndim >= 2 \
-                and isinstance(key, tuple) and len(key) == self.ndim:
-            return _np_score(self, key, out)
-        return res
+        return self._derive(out, lambda e: e[plain_key])
 
     def __setitem__(self, key, value):
-        np.ndarray.__setitem__(self.view(np.ndarray), _np_plain(key), _np_plain(value))
+        np.ndarray.__setitem__(np.ndarray.view(self, np.ndarray), _np_plain(key), _np_plain(value))
         vp = getattr(value, "_pg", None)
-        if vp is None:
+        kp = _np_collect((key,), {})
+        p = self._pg
+        if vp is None and not kp and (p is None or p.pos is None):
             return
-        p = self._pg or Prov()
-        elem = p.elem.numpy().copy() if p.elem is not None else np.full(self.shape, -1, dtype=np.int64)
-        if vp.elem is not None:
-            try:
-                elem[_np_plain(key)] = vp.elem.numpy()
-            except Exception:  # noqa: BLE001
-                pass
-        nll = tuple(sorted(set(p.nll or ()) | set(vp.nll or ()))) if vp.nll is not None else p.nll
-        if vp.nll is None and vp.elem is not None and not _STATE["in_step"]:
-            wid = _new_id()
-            rec = {"ev": "write", "id": wid, "seq": _next_seq(), "op": "ndarray.__setitem__",
-                   **_positions_summary(vp.coarse())}
-            rec.update(_origin())
-            _emit(rec)
-            marks = p.marks | vp.marks | {wid}
-        else:
-            marks = p.marks | vp.marks
-        self._pg = Prov(elem=torch.from_numpy(elem), nll=nll, contrib=c_union(p.contrib, vp.contrib),
-                        marks=marks, parents=p.parents)
+        p = p or Prov()
+        pos = p.pos.numpy().copy() if p.pos is not None else np.full(self.shape, -1, dtype=np.int64)
+        sev = p.sev.numpy().copy() if p.sev is not None else None
+        try:
+            pos[_np_plain(key)] = vp.pos.numpy() if vp is not None and vp.pos is not None else -1
+            if vp is not None and vp.is_score:
+                sev = sev if sev is not None else np.full(self.shape, -1, dtype=np.int64)
+                sev[_np_plain(key)] = vp.sev.numpy()
+            elif sev is not None:
+                sev[_np_plain(key)] = -1
+        except Exception:  # noqa: BLE001
+            pass
+        marks = _union([p.marks] + ([vp.marks] if vp is not None else []))
+        if kp and not (vp is not None and vp.is_score) and not _STATE["in_step"]:
+            coarse = _merge(kp + ([vp] if vp is not None else [])).coarse()
+            if coarse.size:
+                marks = marks | {_emit_write("ndarray.__setitem__", coarse)}
+        self._pg = _np_from_fields(
+            pos, sev, None, p, marks=marks, contrib=c_union(p.contrib, vp.contrib if vp is not None else None)
+        )
 
     def astype(self, *a, **k):
-        return self._derive(np.ndarray.astype(self.view(np.ndarray), *a, **k), lambda e: e)
+        return self._derive(np.ndarray.astype(np.ndarray.view(self, np.ndarray), *a, **k), lambda e: e)
 
     def copy(self, *a, **k):
-        return self._derive(np.ndarray.copy(self.view(np.ndarray), *a, **k), lambda e: e.copy())
+        return self._derive(np.ndarray.copy(np.ndarray.view(self, np.ndarray), *a, **k), lambda e: e.copy())
 
     def reshape(self, *a, **k):
-        return self._derive(np.ndarray.reshape(self.view(np.ndarray), *a, **k), lambda e: e.reshape(*a, **k))
+        return self._derive(
+            np.ndarray.reshape(np.ndarray.view(self, np.ndarray), *a, **k), lambda e: e.reshape(*a, **k)
+        )
 
     def ravel(self, *a, **k):
-        return self._derive(np.ndarray.ravel(self.view(np.ndarray), *a, **k), lambda e: e.ravel(*a, **k))
+        return self._derive(
+            np.ndarray.ravel(np.ndarray.view(self, np.ndarray), *a, **k), lambda e: e.ravel(*a, **k)
+        )
 
     def flatten(self, *a, **k):
-        return self._derive(np.ndarray.flatten(self.view(np.ndarray), *a, **k), lambda e: e.flatten(*a, **k))
+        return self._derive(
+            np.ndarray.flatten(np.ndarray.view(self, np.ndarray), *a, **k), lambda e: e.flatten(*a, **k)
+        )
 
     def transpose(self, *a, **k):
-        return self._derive(np.ndarray.transpose(self.view(np.ndarray), *a, **k), lambda e: e.transpose(*a, **k))
+        return self._derive(
+            np.ndarray.transpose(np.ndarray.view(self, np.ndarray), *a, **k), lambda e: e.transpose(*a, **k)
+        )
 
     @property
     def T(self):
@@ -1254,38 +1551,59 @@ class PosArray(np.ndarray):
     def view(self, *a, **k):
         if not a and not k:
             return np.ndarray.view(self)
-        if a and isinstance(a[0], type) and issubclass(a[0], np.ndarray):
+        first = a[0] if a else k.get("type", k.get("dtype"))
+        if isinstance(first, type) and issubclass(first, np.ndarray):
             return np.ndarray.view(self, *a, **k)
-        out = np.ndarray.view(self.view(np.ndarray), *a, **k)
-        if out.shape == self.shape:
-            return self._derive(out, lambda e: e)
-        return out
+        out = np.ndarray.view(np.ndarray.view(self, np.ndarray), *a, **k)
+        return self._derive(out, lambda e: e) if out.shape == self.shape else out
 
     def tolist(self):
         p = self._pg
-        out = np.ndarray.tolist(self.view(np.ndarray))
-        if p is not None and (p.nll is not None or p.contrib is not None):
-            _use("tolist", p, values=np.asarray(self.view(np.ndarray), dtype=np.float64)
-                 if p.nll is not None and self.dtype.kind in "fiu" else None)
+        out = np.ndarray.tolist(np.ndarray.view(self, np.ndarray))
+        if p is not None and (p.is_score or p.contrib is not None):
+            _use(
+                "tolist",
+                p,
+                values=np.asarray(np.ndarray.view(self, np.ndarray), dtype=np.float64)
+                if p.is_score
+                else None,
+            )
         return out
 
     def item(self, *a):
         p = self._pg
-        out = np.ndarray.item(self.view(np.ndarray), *a)
-        if p is not None and isinstance(out, float) and (p.nll is not None or p.contrib is not None):
+        out = np.ndarray.item(np.ndarray.view(self, np.ndarray), *a)
+        if p is not None and isinstance(out, float) and (p.is_score or p.contrib is not None):
             contrib = p.contrib
-            if p.nll is not None:
-                contrib = c_union(contrib, _chunk_from(p, np.asarray(self.view(np.ndarray), dtype=np.float64), "item"))
+            if p.is_score:
+                contrib = c_union(
+                    contrib,
+                    _chunk_from(p, np.asarray(np.ndarray.view(self, np.ndarray), dtype=np.float64), "item"),
+                )
             _use("item", Prov(contrib=contrib), value=out)
             return TaggedFloat(out, contrib)
         return out
 
     def __float__(self):
         p = self._pg
-        out = float(self.view(np.ndarray))
-        if p is not None and (p.nll is not None or p.contrib is not None):
-            _use("float", p, value=out, values=np.asarray(self.view(np.ndarray), dtype=np.float64))
+        out = float(np.ndarray.view(self, np.ndarray))
+        if p is not None and (p.is_score or p.contrib is not None):
+            _use(
+                "float",
+                p,
+                values=np.asarray(np.ndarray.view(self, np.ndarray), dtype=np.float64)
+                if p.is_score
+                else None,
+                value=out,
+            )
         return out
+
+    def __format__(self, spec):
+        text = np.ndarray.view(self, np.ndarray).__format__(spec)
+        p = self._pg
+        if p is not None and (p.is_score or p.contrib is not None):
+            _use("format", p, text=text)
+        return text
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         plain_in = [_np_plain(x) for x in inputs]
@@ -1293,16 +1611,15 @@ class PosArray(np.ndarray):
         if outs:
             kwargs["out"] = tuple(_np_plain(o) for o in outs)
         result = getattr(ufunc, method)(*plain_in, **kwargs)
-        provs = [getattr(x, "_pg", None) for x in inputs]
-        provs = [p for p in provs if p is not None]
+        provs = [p for p in (getattr(x, "_pg", None) for x in inputs) if p is not None]
         if not provs:
-            return result if not outs else outs[0] if len(outs) == 1 else outs
-        if method == "at":  # np.add.at(table, idx, v): an in-place write into table
+            return outs[0] if outs and len(outs) == 1 else result
+        if method == "at":  # np.add.at(table, keys, v): a keyed write into a table
             _np_write(inputs[0], provs, ufunc.__name__ + ".at")
             return None
         if method == "__call__" and isinstance(result, np.ndarray):
-            prov = _np_elemwise_prov(inputs, result, ufunc)
-        elif method == "reduce" and ufunc.__name__ in ("add",):
+            prov = _np_elem_prov(inputs, result, ufunc.__name__)
+        elif method == "reduce" and ufunc.__name__ == "add":
             prov = _np_reduce_prov(inputs[0], provs)
             if not isinstance(result, np.ndarray):
                 return TaggedFloat(float(result), prov.contrib) if prov.contrib is not None else result
@@ -1312,43 +1629,40 @@ class PosArray(np.ndarray):
             target = outs[0]
             if isinstance(target, PosArray):
                 old = target._pg
-                target._pg = prov if old is None else Prov(
-                    elem=prov.elem, nll=prov.nll, contrib=c_union(old.contrib, prov.contrib),
-                    marks=old.marks | prov.marks, parents=prov.parents)
+                target._pg = (
+                    prov
+                    if old is None
+                    else Prov(
+                        pos=prov.pos,
+                        sev=prov.sev,
+                        mult=prov.mult,
+                        contrib=c_union(old.contrib, prov.contrib),
+                        marks=old.marks | prov.marks,
+                        parents=prov.parents,
+                    )
+                )
             return target
         return _np_wrap(result, prov)
 
     def __array_function__(self, func, types, args, kwargs):
         name = func.__name__
-        plain_args = _np_plain(args)
-        plain_kwargs = {k: _np_plain(v) for k, v in kwargs.items()}
-        out = func(*plain_args, **plain_kwargs)
+        out = func(*_np_plain(args), **{k: _np_plain(v) for k, v in kwargs.items()})
         provs = _np_collect(args, kwargs)
         if not provs:
             return out
         if name in _NP_REDUCERS:
-            prov = _np_reduce_prov(args[0], provs)
+            src = args[0]
+            prov = _np_reduce_prov(src, provs)
             if not isinstance(out, np.ndarray):
-                return TaggedFloat(float(out), prov.contrib) if prov.contrib is not None and \
-                    isinstance(out, (float, np.floating)) else out
+                return (
+                    TaggedFloat(float(out), prov.contrib)
+                    if prov.contrib is not None and isinstance(out, (float, np.floating))
+                    else out
+                )
             return _np_wrap(out, prov)
-        if name in _NP_VIEWS or name == "where":
+        if name in _NP_REPLAY and isinstance(out, np.ndarray):
             try:
-                pos_args = _np_pos_replace(args)
-                elem = func(*pos_args, **{k: _np_pos_replace(v) if k not in ("out",) else None
-                                          for k, v in kwargs.items() if k != "out"})
-                if isinstance(elem, np.ndarray) and isinstance(out, np.ndarray) and elem.shape == out.shape:
-                    real = [p for p in provs if p.elem is not None] or provs
-                    nll = tuple(sorted({e for p in provs for e in (p.nll or ())})) or None
-                    if name == "where":
-                        cond = np.asarray(plain_args[0], dtype=bool)
-                        has_nll_x = getattr(args[1], "_pg", None) is not None and args[1]._pg.nll is not None
-                        elem = np.where(cond if has_nll_x else ~cond, elem, -1) if nll else elem
-                    contrib = None
-                    for p in provs:
-                        contrib = c_union(contrib, p.contrib)
-                    return _np_wrap(out, Prov(elem=torch.from_numpy(np.ascontiguousarray(elem, dtype=np.int64)),
-                                              nll=nll, contrib=contrib, marks=_NONE.union(*[p.marks for p in real])))
+                return _np_wrap(out, _np_replay(func, name, args, kwargs, provs, out))
             except Exception:  # noqa: BLE001
                 pass
         return _np_wrap(out, _merge(provs)) if isinstance(out, np.ndarray) else out
@@ -1372,123 +1686,184 @@ def _np_collect(args, kwargs) -> list[Prov]:
     return provs
 
 
-def _np_pos_replace(x):
-    if isinstance(x, np.ndarray) or isinstance(x, torch.Tensor):
-        e = _np_pos(x)
-        if e is not None:
-            return e
-        if isinstance(x, np.ndarray):
-            return np.full(x.shape, -1, dtype=np.int64) if x.ndim else x
+def _np_sub(x, name: str):
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        v = _np_field(x, name)
+        if v is not None:
+            return v
+        if isinstance(x, np.ndarray) and x.ndim:
+            return np.full(x.shape, _FILL[name], dtype=np.int64)
         return x
     if isinstance(x, tuple):
-        return tuple(_np_pos_replace(v) for v in x)
+        return tuple(_np_sub(v, name) for v in x)
     if isinstance(x, list):
-        return [_np_pos_replace(v) for v in x]
+        return [_np_sub(v, name) for v in x]
     return x
 
 
-def _np_key_prov(key):
-    if isinstance(key, tuple):
-        last = key[-1] if key else None
+def _np_replay(func, name, args, kwargs, provs, out) -> Prov:
+    if name == "where":
+        cond = np.asarray(_np_plain(args[0]), dtype=bool)
+        pick = lambda f, fill: np.where(
+            cond,
+            *(
+                np.broadcast_to(
+                    _np_field(a, f) if _np_field(a, f) is not None else np.full(np.shape(a), fill), out.shape
+                )
+                for a in args[1:3]
+            ),
+        )
+        pos = pick("pos", -1)
+        scores = any(p.is_score for p in provs)
+        sev = pick("sev", -1) if scores else None
+        mult = pick("mult", 0) if scores else None
     else:
-        last = key
-    return getattr(last, "_pg", None)
+        rest = (args[0],) if name != "take" else args[:1]
+        pos = func(
+            *(_np_sub(a, "pos") if i == 0 else _np_plain(a) for i, a in enumerate(args)),
+            **{k: _np_plain(v) for k, v in kwargs.items() if k != "out"},
+        )
+        scores = all(
+            getattr(x, "_pg", None) is not None and x._pg.is_score
+            for x in (args[0] if isinstance(args[0], (list, tuple)) else rest)
+        )
+        sev = (
+            func(
+                *(_np_sub(a, "sev") if i == 0 else _np_plain(a) for i, a in enumerate(args)),
+                **{k: _np_plain(v) for k, v in kwargs.items() if k != "out"},
+            )
+            if scores
+            else None
+        )
+        mult = None
+    if np.shape(pos) != out.shape:
+        return _merge(provs)
+    contrib = None
+    for p in provs:
+        contrib = c_union(contrib, p.contrib)
+    return _np_from_fields(pos, sev, mult, Prov(), contrib=contrib, marks=_union([p.marks for p in provs]))
 
 
 def _np_lookup(out, key):
-    """``table[idx]`` on a plain table with a position-carrying index (or a 1-D LUT)."""
-    kp = _np_key_prov(key) if not isinstance(key, tuple) else None
-    if kp is None or kp.elem is None or not isinstance(out, np.ndarray):
+    """``table[idx]`` on a plain table with a position-carrying index: follow the index."""
+    if isinstance(key, tuple) or not isinstance(out, np.ndarray):
         return out
-    e = kp.elem.numpy()
-    if e.shape == out.shape:
-        return _as_pos_array(out, Prov(elem=kp.elem, marks=kp.marks))
-    return out
+    kp = getattr(key, "_pg", None)
+    if kp is None or kp.pos is None or tuple(kp.pos.shape) != out.shape:
+        return out
+    return _as_pos_array(out, Prov(pos=kp.pos, marks=kp.marks))
 
 
-def _np_score(data: "PosArray", key, out):
-    ypos = _np_pos(key[-1])
-    try:
-        ypos = np.broadcast_to(ypos, out.shape).copy()
-    except ValueError:
-        return _np_wrap(out, data._pg.mixed())
+def _np_score(data, key, out):
+    ypos = np.broadcast_to(_np_field(key[-1], "pos"), out.shape).copy()
     dp = data._pg
     sid = _score_event("np_index", torch.from_numpy(ypos.astype(np.int64)), data)
     sel = _in_mask(_PROBE_MASK, ypos.reshape(-1))
     if sel.any():
         idx = np.nonzero(sel)[0][:32]
-        plain = data.view(np.ndarray)
+        plain = np.ndarray.view(data, np.ndarray)
         rows_all = plain[tuple(_np_plain(k) for k in key[:-1])]
         rows_all = np.broadcast_to(rows_all, out.shape + (plain.shape[-1],)).reshape(-1, plain.shape[-1])
-        _probe_rows("np_index", sid, torch.from_numpy(np.ascontiguousarray(rows_all[idx], dtype=np.float64)),
-                    torch.from_numpy(np.asarray(out, dtype=np.float64).reshape(-1)[idx]), ypos.reshape(-1)[idx])
-    return _as_pos_array(out.view(np.ndarray) if isinstance(out, PosArray) else out,
-                         Prov(elem=torch.from_numpy(ypos.astype(np.int64)), nll=(sid,), marks=dp.marks,
-                              parents=(dp.mixed(),)))
+        _probe_rows(
+            "np_index",
+            sid,
+            torch.from_numpy(np.ascontiguousarray(rows_all[idx], dtype=np.float64)),
+            torch.from_numpy(np.asarray(out, dtype=np.float64).reshape(-1)[idx]),
+            ypos.reshape(-1)[idx],
+        )
+    sev = np.full(out.shape, sid, dtype=np.int64)
+    return _as_pos_array(
+        np.ndarray.view(out, np.ndarray),
+        _np_from_fields(
+            ypos, sev, None, Prov(), marks=dp.marks if dp else _NONE, parents=(dp.mixed(),) if dp else ()
+        ),
+    )
 
 
-def _np_elemwise_prov(inputs, result, ufunc) -> Prov:
-    provs = [getattr(x, "_pg", None) for x in inputs]
-    real = [p for p in provs if p is not None]
-    elems = [_np_pos(x) for x in inputs if _np_pos(x) is not None]
+def _np_elem_prov(inputs, result, ufunc_name: str) -> Prov:
+    real = [p for p in (getattr(x, "_pg", None) for x in inputs) if p is not None]
+    withpos = [x for x in inputs if _np_field(x, "pos") is not None]
     contrib = None
     for p in real:
         contrib = c_union(contrib, p.contrib)
-    marks = _NONE.union(*[p.marks for p in real]) if any(p.marks for p in real) else _NONE
-    if not elems:
-        return Prov(contrib=contrib, marks=marks, parents=tuple(p.mixed() for p in real))
+    marks = _union([p.marks for p in real])
+    if not withpos:
+        return _merge(real)
     try:
-        elem = elems[0]
-        elem = np.broadcast_to(elem, result.shape)
-        for e in elems[1:]:
-            elem = np.maximum(elem, np.broadcast_to(e, result.shape))
-        elem = np.array(elem, dtype=np.int64)
+        pos = sev = mult = None
+        scored = [x for x in withpos if x._pg.is_score]
+        for x in scored or withpos:
+            e = np.broadcast_to(_np_field(x, "pos"), result.shape)
+            pos = e if pos is None else np.maximum(pos, e)
+            if x._pg.is_score:
+                s = np.broadcast_to(_np_field(x, "sev"), result.shape)
+                m = np.broadcast_to(_np_field(x, "mult"), result.shape)
+                sev = s if sev is None else np.maximum(sev, s)
+                mult = m if mult is None else mult + m
+        pos = np.array(pos, dtype=np.int64)
     except ValueError:
         return _merge(real)
-    nll = tuple(sorted({e for p in real for e in (p.nll or ())})) or None
-    if nll is not None and ufunc.__name__ == "multiply":
+    if sev is not None and ufunc_name == "multiply":
         for x in inputs:
             if getattr(x, "_pg", None) is None and isinstance(x, np.ndarray) and x.ndim:
-                elem[np.broadcast_to(x == 0, result.shape)] = -1
-    return Prov(elem=torch.from_numpy(elem), nll=nll, contrib=contrib, marks=marks,
-                parents=tuple(p for p in real if p.elem is None))
+                pos[np.broadcast_to(x == 0, result.shape)] = -1
+    if mult is not None and not (np.asarray(mult) != 1).any():
+        mult = None
+    return _np_from_fields(
+        pos,
+        sev,
+        mult,
+        Prov(),
+        contrib=contrib,
+        marks=marks,
+        parents=tuple(p.mixed() for p in real if p.pos is None),
+    )
 
 
 def _np_reduce_prov(src, provs) -> Prov:
     contrib = None
     for p in provs:
         contrib = c_union(contrib, p.contrib)
+    sp = getattr(src, "_pg", None)
+    if sp is not None and sp.is_score:
+        contrib = c_union(contrib, _chunk_from(sp, np.asarray(_np_plain(src), dtype=np.float64), "np.sum"))
     for p in provs:
-        if p.nll is not None:
-            vals = np.asarray(_np_plain(src), dtype=np.float64) if getattr(src, "_pg", None) is p else None
-            contrib = c_union(contrib, _chunk_from(p, vals, "np.sum"))
-    marks = _NONE.union(*[p.marks for p in provs]) if any(p.marks for p in provs) else _NONE
-    return Prov(contrib=contrib, marks=marks, parents=tuple(p.mixed() for p in provs))
+        if p.is_score and p is not sp:
+            contrib = c_union(contrib, _chunk_from(p, None, "np.sum"))
+    return Prov(
+        contrib=contrib,
+        marks=_union([p.marks for p in provs]),
+        parents=tuple(Prov(parents=p.parents, marks=p.marks) for p in provs),
+    )
 
 
 def _np_write(table, provs, op: str) -> None:
-    merged = _merge(provs)
-    coarse = merged.coarse()
-    if not coarse.size or _STATE["in_step"]:
+    if _STATE["in_step"] or any(p.is_score for p in provs):
         return
-    wid = _new_id()
-    rec = {"ev": "write", "id": wid, "seq": _next_seq(), "op": op, **_positions_summary(coarse)}
-    rec.update(_origin())
-    _emit(rec)
+    coarse = _merge(provs).coarse()
+    if not coarse.size:
+        return
+    wid = _emit_write(op, coarse)
     if isinstance(table, PosArray):
         old = table._pg or Prov()
-        table._pg = Prov(elem=old.elem, nll=old.nll, contrib=old.contrib, marks=old.marks | {wid},
-                         parents=old.parents)
+        table._pg = Prov(
+            pos=old.pos,
+            sev=old.sev,
+            mult=old.mult,
+            contrib=old.contrib,
+            marks=old.marks | {wid},
+            parents=old.parents,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # entry points: where validation tokens come from
 
 
-def _val_shard_of(file) -> tuple[int, int] | None:
+def _val_shard_of(file):
     if not _VAL_SHARDS:
         return None
-    name = getattr(file, "name", file)
+    name = file if isinstance(file, (str, bytes, os.PathLike)) else getattr(file, "name", None)
     try:
         real = os.path.realpath(os.fsdecode(os.fspath(name)))
     except TypeError:
@@ -1496,7 +1871,7 @@ def _val_shard_of(file) -> tuple[int, int] | None:
     return _VAL_SHARDS.get(real)
 
 
-def _val_positions(shard, byte_offset: int, count: int) -> np.ndarray | None:
+def _val_positions(shard, byte_offset: int, count: int):
     start, tokens = shard
     first = (byte_offset - 1024) // 2
     if byte_offset < 1024 or (byte_offset - 1024) % 2 or first + count > tokens:
@@ -1509,90 +1884,320 @@ def _patch_numpy() -> None:
 
     def fromfile(file, dtype=float, count=-1, sep="", offset=0, **kw):
         shard = _val_shard_of(file)
-        tell = None
+        tell = 0
         if shard is not None and hasattr(file, "tell"):
             try:
                 tell = file.tell()
             except OSError:
-                tell = None
+                tell = 0
         arr = orig_fromfile(file, dtype=dtype, count=count, sep=sep, offset=offset, **kw)
         if shard is None or not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype.itemsize != 2:
             return arr
-        pos = _val_positions(shard, (tell or 0) + offset, arr.size)
-        if pos is None:
-            return arr
-        return _as_pos_array(arr, Prov(elem=torch.from_numpy(pos)))
+        pos = _val_positions(shard, tell + offset, arr.size)
+        return arr if pos is None else _as_pos_array(arr, Prov(pos=torch.from_numpy(pos)))
 
     fromfile.__wrapped__ = orig_fromfile
     np.fromfile = fromfile
-
     orig_memmap = np.memmap
 
-    class memmap(orig_memmap):  # noqa: N801 - keeps the numpy name
+    class memmap(orig_memmap):  # noqa: N801 - keeps numpy's name
         def __new__(cls, filename, dtype=np.uint8, mode="r+", offset=0, shape=None, order="C"):
-            mm = orig_memmap.__new__(orig_memmap, filename, dtype=dtype, mode=mode, offset=offset,
-                                     shape=shape, order=order)
+            mm = orig_memmap.__new__(
+                orig_memmap, filename, dtype=dtype, mode=mode, offset=offset, shape=shape, order=order
+            )
             shard = _val_shard_of(filename)
             if shard is None or mm.ndim != 1 or mm.dtype.itemsize != 2:
                 return mm
             pos = _val_positions(shard, offset, mm.size)
-            if pos is None:
-                return mm
-            return _as_pos_array(mm.view(np.ndarray), Prov(elem=torch.from_numpy(pos)))
+            return (
+                mm
+                if pos is None
+                else _as_pos_array(np.ndarray.view(mm, np.ndarray), Prov(pos=torch.from_numpy(pos)))
+            )
 
     np.memmap = memmap
 
 
 def _patch_torch_entry() -> None:
-    def wrap_from_numpy(orig):
-        def from_numpy(arr):
-            out = orig(arr.view(np.ndarray) if isinstance(arr, PosArray) else arr)
-            p = getattr(arr, "_pg", None)
-            return _wrap(out, p) if p is not None else out
-        from_numpy.__wrapped__ = orig
-        return from_numpy
+    orig_from_numpy = torch.from_numpy
+
+    def from_numpy(arr):
+        p = getattr(arr, "_pg", None)
+        out = orig_from_numpy(np.ndarray.view(arr, np.ndarray) if isinstance(arr, PosArray) else arr)
+        return _wrap(out, p) if p is not None else out
+
+    from_numpy.__wrapped__ = orig_from_numpy
+    torch.from_numpy = from_numpy
 
     def wrap_tensor(orig):
         def tensor_like(data, *a, **k):
             p = getattr(data, "_pg", None)
-            if p is None:
+            if p is None or isinstance(data, torch.Tensor):
                 return orig(data, *a, **k)
             out = orig(_np_plain(data), *a, **k)
-            return _wrap(out, p) if isinstance(out, torch.Tensor) and p.elem is not None and \
-                tuple(p.elem.shape) == tuple(out.shape) else _wrap(out, p.mixed())
+            if p.pos is not None and tuple(p.pos.shape) == tuple(out.shape):
+                return _wrap(out, p)
+            return _wrap(out, p.mixed())
+
         tensor_like.__wrapped__ = orig
         return tensor_like
 
-    torch.from_numpy = wrap_from_numpy(torch.from_numpy)
     torch.tensor = wrap_tensor(torch.tensor)
     torch.as_tensor = wrap_tensor(torch.as_tensor)
-    torch.autograd.backward = _wrap_autograd_backward(torch.autograd.backward)
-    torch.autograd.grad = _wrap_autograd_grad(torch.autograd.grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# handler tables
+
+_VIEW_NAMES = {
+    "view",
+    "reshape",
+    "flatten",
+    "unflatten",
+    "squeeze",
+    "unsqueeze",
+    "permute",
+    "transpose",
+    "t",
+    "expand",
+    "expand_as",
+    "broadcast_to",
+    "repeat",
+    "unfold",
+    "narrow",
+    "select",
+    "split",
+    "chunk",
+    "unbind",
+    "flip",
+    "roll",
+    "__getitem__",
+    "index_select",
+    "take",
+    "movedim",
+    "moveaxis",
+    "swapaxes",
+    "swapdims",
+    "tile",
+    "repeat_interleave",
+    "view_as",
+    "reshape_as",
+    "ravel",
+    "hsplit",
+    "vsplit",
+    "tensor_split",
+    "split_with_sizes",
+    "diagonal",
+    "take_along_dim",
+    "masked_select",
+    "atleast_1d",
+    "atleast_2d",
+    "squeeze_",
+    "unsqueeze_",
+}
+_MULTI_NAMES = {"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack"}
+_CAST_NAMES = {
+    "to",
+    "type",
+    "float",
+    "double",
+    "half",
+    "bfloat16",
+    "long",
+    "int",
+    "short",
+    "char",
+    "byte",
+    "bool",
+    "cpu",
+    "cuda",
+    "type_as",
+    "pin_memory",
+    "contiguous",
+    "clone",
+    "detach",
+    "__deepcopy__",
+    "__copy__",
+    "requires_grad_",
+    "detach_",
+}
+_ELEMWISE_NAMES = {
+    "add",
+    "sub",
+    "subtract",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "neg",
+    "negative",
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "log2",
+    "log10",
+    "sigmoid",
+    "tanh",
+    "abs",
+    "clamp",
+    "clip",
+    "clamp_min",
+    "clamp_max",
+    "minimum",
+    "maximum",
+    "fmin",
+    "fmax",
+    "pow",
+    "sqrt",
+    "rsqrt",
+    "square",
+    "rsub",
+    "nan_to_num",
+    "reciprocal",
+    "xlogy",
+    "lerp",
+    "where",
+    "masked_fill",
+    "float_power",
+    "exp2",
+    "logaddexp",
+    "sign",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "frac",
+    "remainder",
+    "fmod",
+    "floor_divide",
+    "bitwise_xor",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_not",
+    "bitwise_left_shift",
+    "bitwise_right_shift",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_not",
+    "logical_and",
+    "logical_or",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "copysign",
+    "hypot",
+    "addcmul",
+    "addcdiv",
+    "__add__",
+    "__radd__",
+    "__sub__",
+    "__rsub__",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__rtruediv__",
+    "__neg__",
+    "__pow__",
+    "__rpow__",
+    "__abs__",
+    "__floordiv__",
+    "__rfloordiv__",
+    "__mod__",
+    "__rmod__",
+    "__xor__",
+    "__and__",
+    "__or__",
+    "__rxor__",
+    "__rand__",
+    "__ror__",
+    "__lshift__",
+    "__rshift__",
+    "__eq__",
+    "__ne__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__invert__",
+    "__div__",
+    "__rdiv__",
+}
+_REDUCE_NAMES = {"sum", "mean", "nansum", "nanmean", "dot", "vdot", "inner"}
+_INPLACE_NAMES = {
+    "__iadd__",
+    "__isub__",
+    "__imul__",
+    "__itruediv__",
+    "__idiv__",
+    "__setitem__",
+    "copy_",
+    "index_put_",
+    "index_add_",
+    "index_copy_",
+    "scatter_",
+    "scatter_add_",
+    "scatter_reduce_",
+    "masked_scatter_",
+    "put_",
+    "index_fill_",
+    "index_reduce_",
+    "__ixor__",
+    "__iand__",
+    "__ior__",
+    "__ifloordiv__",
+    "__imod__",
+    "__ilshift__",
+    "__irshift__",
+    "zero_",
+    "fill_",
+}
+_FRESH_NAMES = {
+    "zeros_like",
+    "ones_like",
+    "empty_like",
+    "full_like",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+    "new_zeros",
+    "new_ones",
+    "new_empty",
+    "new_full",
+}
+
+_PASS: set = set()
+_HANDLERS: dict = {}
 
 
 def _register_handlers() -> None:
-    T = torch.Tensor
-    F = torch.nn.functional
+    T, F = torch.Tensor, torch.nn.functional
 
     def reg(objs, names, handler):
         for obj in objs:
             for n in names:
                 f = getattr(obj, n, None)
-                if f is not None:
+                if f is not None and callable(f):
                     _HANDLERS[f] = handler
 
+    reg([T, torch], _ELEMWISE_NAMES, _h_elemwise)
     reg([T, torch], _VIEW_NAMES, _h_view)
-    reg([T], ["T", "mT", "H"], _h_view)
-    for n in ("T", "mT"):
-        prop = getattr(T, n, None)
-        if isinstance(prop, property) or hasattr(prop, "__get__"):
-            _HANDLERS[prop.__get__] = _h_view
+    for n in ("T", "mT", "H", "mH"):
+        d = getattr(T, n, None)
+        if d is not None and hasattr(d, "__get__"):
+            _HANDLERS[d.__get__] = _h_view
     reg([torch], _MULTI_NAMES, _h_multi)
     reg([T, torch], _CAST_NAMES, _h_cast)
-    reg([T, torch], _ELEMWISE_NAMES, _h_elemwise)
     reg([T, torch], _REDUCE_NAMES, _h_reduce)
-    reg([T], [n + "_" for n in _ELEMWISE_NAMES if not n.startswith("__")] + sorted(_INPLACE_EXTRA | _CLEARING),
-        _h_inplace)
+    reg([T, torch], _FRESH_NAMES, _h_fresh)
+    reg(
+        [T], [n + "_" for n in _ELEMWISE_NAMES if not n.startswith("__")] + sorted(_INPLACE_NAMES), _h_inplace
+    )
     _HANDLERS[F.cross_entropy] = _h_cross_entropy
     _HANDLERS[F.nll_loss] = _h_cross_entropy
     _HANDLERS[torch.gather] = _h_gather
@@ -1604,20 +2209,47 @@ def _register_handlers() -> None:
     _HANDLERS[T.__repr__] = _h_format
     _HANDLERS[T.numpy] = _h_numpy
     _HANDLERS[T.backward] = _h_backward
-    for n in ("shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "grad_fn", "is_leaf",
-              "data_ptr", "dim", "size", "numel", "element_size", "stride", "storage_offset", "is_contiguous",
-              "is_floating_point", "untyped_storage", "nelement", "__len__", "__bool__", "get_device",
-              "is_complex", "_version", "names", "layout"):
+    _HANDLERS[torch.autograd.backward] = _h_backward
+    _HANDLERS[torch.autograd.grad] = _h_autograd_grad
+    for n in (
+        "shape",
+        "dtype",
+        "device",
+        "ndim",
+        "is_cuda",
+        "requires_grad",
+        "grad_fn",
+        "is_leaf",
+        "data_ptr",
+        "dim",
+        "size",
+        "numel",
+        "element_size",
+        "stride",
+        "storage_offset",
+        "is_contiguous",
+        "is_floating_point",
+        "untyped_storage",
+        "nelement",
+        "__len__",
+        "__bool__",
+        "get_device",
+        "is_complex",
+        "_version",
+        "layout",
+        "grad",
+        "data",
+        "is_inference",
+        "__hash__",
+    ):
         f = getattr(T, n, None)
         if f is None:
             continue
-        _PASS.add(getattr(f, "__get__", f) if isinstance(f, property) else f)
-        if hasattr(f, "__get__") and not callable(getattr(f, "__call__", None)):
+        _PASS.add(f)
+        if hasattr(f, "__get__") and not callable(f):
             _PASS.add(f.__get__)
-
-
-# ---------------------------------------------------------------------------------------------
-# install
+        elif type(f).__name__ == "getset_descriptor":
+            _PASS.add(f.__get__)
 
 
 def install() -> None:
@@ -1630,12 +2262,16 @@ def install() -> None:
     _register_handlers()
     _patch_numpy()
     _patch_torch_entry()
-    torch.optim.optimizer.register_optimizer_step_pre_hook(_step_pre_hook)
-    torch.optim.optimizer.register_optimizer_step_post_hook(_step_post_hook)
-    _emit({"ev": "start", "seq": _next_seq(), "pid": os.getpid(), "n_val": _N_VAL,
-           "torch": torch.__version__, "numpy": np.__version__})
+    register_optimizer_step_pre_hook(_step_pre_hook)
+    register_optimizer_step_post_hook(_step_post_hook)
+    _emit(
+        {
+            "ev": "start",
+            "seq": _next_seq(),
+            "pid": os.getpid(),
+            "n_val": _N_VAL,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        }
+    )
     atexit.register(lambda: _emit({"ev": "end", "seq": _next_seq(), "pid": os.getpid()}))
-
-
-__all__ = ["install", "PosTensor", "PosArray", "TaggedFloat"]
-_ = (builtins, math)  # kept importable for debugging sessions inside the sandbox

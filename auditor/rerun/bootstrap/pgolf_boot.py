@@ -1,0 +1,43 @@
+"""Entry point of a sandboxed rerun: ``python pgolf_boot.py SCRIPT [ARGS...]``.
+
+Arms the tracer when PGOLF_TRACE_FD is set, turns ``torch.compile`` into a pass-through when
+PGOLF_NO_COMPILE=1 (CPU reruns, and always under tracing: compiled graphs would bypass the
+tensor subclass), then runs the script as ``__main__`` with its own directory first on sys.path,
+exactly as ``python SCRIPT`` would.
+"""
+
+import os
+import runpy
+import sys
+
+
+def _no_compile() -> None:
+    import torch
+
+    def compile(model=None, *args, **kwargs):  # noqa: A001 - same name as torch.compile
+        if model is None:
+            return lambda m: m
+        return model
+
+    torch.compile = compile
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        sys.stderr.write("usage: pgolf_boot.py SCRIPT [ARGS...]\n")
+        sys.exit(2)
+    script = os.path.abspath(sys.argv[1])
+    tracing = bool(os.environ.get("PGOLF_TRACE_FD"))
+    if tracing or os.environ.get("PGOLF_NO_COMPILE") == "1":
+        _no_compile()
+    if tracing:
+        import pgolf_trace
+
+        pgolf_trace.install()
+    sys.argv = sys.argv[1:]
+    sys.path.insert(0, os.path.dirname(script))
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

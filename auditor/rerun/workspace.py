@@ -1,0 +1,395 @@
+"""The rerun workspace: a copy of the record folder, synthetic data laid out the way the script
+expects, tiny-scale env overrides in the script's own env var names, and the bootstrap.
+
+Everything the script will read is found statically (never by importing it): the env vars its
+``Hyperparameters`` (or any code) reads with ``os.environ.get``/``os.getenv``/``os.environ[...]`` or
+an ``*env*(...)`` helper, the literal defaults, whether it wants CUDA, FlashAttention-3 or a CaseOps
+byte sidecar. Wrapped scripts (lzma+base85 self-extractors) are decoded with ``auditor.unwrap`` and
+the payload is what runs, so trace line numbers are lines of the decoded code.
+
+Layout written under ``<ws>/data`` (and pointed to by DATA_DIR, DATA_PATH and TOKENIZER_PATH, so
+Family A, Family B/C and hard-coded ``./data/...`` defaults all resolve):
+    data/datasets/fineweb10B_sp<V>/fineweb_train_000000.bin, fineweb_val_000000.bin
+    data/datasets/fineweb10B_sp<V>/fineweb_val_bytes_000000.bin   (CaseOps-style scripts only)
+    data/tokenizers/fineweb_<V>_bpe.model
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from auditor.pysource import parse_python
+from auditor.rerun import synthetic
+
+BOOTSTRAP_DIR = Path(__file__).with_name("bootstrap")
+SHIMS_DIR = BOOTSTRAP_DIR / "shims"
+SHIMMED_MODULES = ("flash_attn_interface",)
+MAX_COPY_BYTES = 512 << 20  # a record folder is a few MB; refuse to copy something absurd
+ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
+
+# Tiny-scale values for the conventional knobs (records-format.md §6). Only names the script
+# actually reads are set; ``{seq}``/``{batch}`` are filled from the run options.
+TINY_ENV = {
+    "ITERATIONS": "{iterations}",
+    "MAX_WALLCLOCK_SECONDS": "0",
+    "WARMUP_STEPS": "0",
+    "VAL_LOSS_EVERY": "0",
+    "TRAIN_LOG_EVERY": "10",
+    "TRAIN_SEQ_LEN": "{seq}",
+    "EVAL_SEQ_LEN": "{seq}",
+    "ROPE_TRAIN_SEQ_LEN": "{seq}",
+    "TTT_EVAL_SEQ_LEN": "{seq}",
+    "EVAL_STRIDE": "{stride}",
+    "TRAIN_BATCH_TOKENS": "{batch_tokens}",
+    "GRAD_ACCUM_STEPS": "1",
+    "VAL_BATCH_SIZE": "{batch_tokens}",
+    "VAL_BATCH_TOKENS": "{batch_tokens}",
+    "EVAL_BATCH_SEQS": "8",
+    "GPTQ_CALIBRATION_BATCHES": "2",
+    "GPTQ_RESERVE_SECONDS": "0",
+    "TTT_CHUNK_TOKENS": "{ttt_chunk}",
+    "TTT_BATCH_SEQS": "4",
+    "TTT_CHUNK_SIZE": "{ttt_doc_chunk}",
+    "PHASED_TTT_PREFIX_DOCS": "4",
+    "VAL_DOC_FRACTION": "1.0",
+    "SEED": "1337",
+    "RUN_ID": "pgolf_rerun",
+    "COMPILE_ENABLED": "0",
+    "TORCH_COMPILE": "0",
+}
+TINY_MODEL_ENV = {
+    "NUM_LAYERS": "2",
+    "MODEL_DIM": "64",
+    "NUM_HEADS": "2",
+    "NUM_KV_HEADS": "2",
+    "MLP_MULT": "2",
+}
+
+
+class WorkspaceError(Exception):
+    """The record cannot be prepared for a rerun (the message says why)."""
+
+
+@dataclass
+class ScriptInfo:
+    folder: Path
+    entry: str  # the shipped entry script, relative to the folder
+    run_text: str  # the code that runs (the decoded payload when the entry is a wrapper)
+    wrapper: str | None = None  # e.g. "train_gpt.py: b85 → lzma(raw LZMA2)"
+    env_defaults: dict[str, str | None] = field(default_factory=dict)  # env var -> literal default
+    vocab_size: int | None = None
+    caseops: bool = False
+    requires_cuda: bool = False
+    missing_modules: list[str] = field(default_factory=list)  # imported, not installed, shimmable
+    unavailable_modules: list[str] = field(default_factory=list)  # imported, not installed, no shim
+
+    def reads(self, name: str) -> bool:
+        return name in self.env_defaults
+
+
+def find_entry(folder: Path, script: str | None = None) -> str:
+    if script:
+        if not (folder / script).is_file():
+            raise WorkspaceError(f"{script} not found in {folder}")
+        return script
+    if (folder / "train_gpt.py").is_file():
+        return "train_gpt.py"
+    candidates = sorted(p.name for p in folder.glob("*.py") if p.name.startswith("train"))
+    if len(candidates) == 1:
+        return candidates[0]
+    raise WorkspaceError(f"no entry script in {folder} (expected train_gpt.py; found {candidates or 'none'})")
+
+
+def _decoded_entry(folder: Path, entry: str) -> tuple[str, str | None]:
+    """The text that actually runs: the deepest payload an exec in the entry decodes to."""
+    from auditor.unwrap import unwrap_file
+
+    shipped = (folder / entry).read_text(encoding="utf-8", errors="replace")
+    try:
+        result = unwrap_file(folder / entry, folder)
+    except Exception:  # noqa: BLE001 - the unwrapper never runs code; any failure means "run as shipped"
+        return shipped, None
+    payloads = [s for s in result.sources if s.depth > 0 and s.is_entry and s.route == "exec-arg" and s.tree]
+    if not payloads:
+        return shipped, None
+    best = max(payloads, key=lambda s: s.depth)
+    return best.text, best.wrapper
+
+
+def _literal(node: ast.AST | None) -> str | None:
+    if node is None:
+        return None
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, SyntaxError, TypeError, RecursionError):
+        return None
+    return None if value is None else str(value)
+
+
+def env_reads(tree: ast.AST) -> dict[str, str | None]:
+    """Env var names the code reads, with their literal defaults when there is one."""
+    found: dict[str, str | None] = {}
+
+    def note(name_node: ast.AST, default: ast.AST | None) -> None:
+        if (
+            isinstance(name_node, ast.Constant)
+            and isinstance(name_node.value, str)
+            and ENV_NAME.match(name_node.value)
+        ):
+            if found.get(name_node.value) is None:
+                found[name_node.value] = _literal(default)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else func.id
+                if isinstance(func, ast.Name)
+                else ""
+            )
+            owner = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
+            is_env = (
+                (name == "get" and owner.endswith("environ"))
+                or name in ("getenv", "environ_get")
+                or "env" in name.lower()
+            )
+            if is_env:
+                note(
+                    node.args[0],
+                    node.args[1]
+                    if len(node.args) > 1
+                    else next((k.value for k in node.keywords if k.arg in ("default", "d")), None),
+                )
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("environ"):
+            note(node.slice, None)
+    return found
+
+
+def _requires_cuda(tree: ast.AST, text: str) -> bool:
+    if "CUDA is required" in text:
+        return True
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.If)
+            and "cuda.is_available" in ast.unparse(node.test)
+            and isinstance(node.test, ast.UnaryOp)
+            and isinstance(node.test.op, ast.Not)
+            and any(isinstance(s, ast.Raise) for s in node.body)
+        ):
+            return True
+    return False
+
+
+def _imported_modules(tree: ast.AST) -> set[str]:
+    mods = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            mods.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            mods.add(node.module.split(".")[0])
+    return mods
+
+
+def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WorkspaceError(f"{folder} is not a directory")
+    entry = find_entry(folder, script)
+    text, wrapper = _decoded_entry(folder, entry)
+    parsed = parse_python(text, entry)
+    if parsed.tree is None:
+        raise WorkspaceError(f"{entry} does not parse as Python: {parsed.error}")
+    info = ScriptInfo(folder=folder, entry=entry, run_text=text, wrapper=wrapper)
+    info.env_defaults = env_reads(parsed.tree)
+    vocab = info.env_defaults.get("VOCAB_SIZE")
+    info.vocab_size = int(vocab) if vocab and vocab.isdigit() else None
+    info.caseops = any(
+        k in text for k in ("fineweb_val_bytes", "CASEOPS_ENABLED", "VAL_BYTE_SIDECAR", "_bytes_")
+    )
+    info.requires_cuda = _requires_cuda(parsed.tree, text)
+    local = {p.stem for p in folder.glob("*.py")}
+    for mod in sorted(_imported_modules(parsed.tree) - local):
+        if importlib.util.find_spec(mod) is None:
+            (info.missing_modules if mod in SHIMMED_MODULES else info.unavailable_modules).append(mod)
+    return info
+
+
+@dataclass
+class DataSpec:
+    """What synthetic data a run gets."""
+
+    vocab_size: int
+    support: np.ndarray
+    val: synthetic.Stream
+    train_tokens: int
+    doc_len: int
+    seed: int = 0
+    value_positions: str | list[int] = "all"  # positions whose per-token scores the trace records
+    probe_positions: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Workspace:
+    root: Path  # the run's private directory (workspace + outputs)
+    ws: Path  # the program's cwd: copy of the record folder + data + bootstrap
+    script: Path  # what runs (inside ws)
+    env: dict[str, str]
+    overrides: dict[str, str]  # the script-level env overrides we chose (reported)
+    val_layout: Path
+    data: DataSpec
+    info: ScriptInfo
+    notes: list[str] = field(default_factory=list)
+
+
+def _copy_record(src: Path, dst: Path) -> None:
+    total = 0
+    for p in src.rglob("*"):
+        if p.is_symlink():
+            continue  # a link could point anywhere on the host; the copy holds real files only
+        if p.is_file():
+            total += p.stat().st_size
+            if total > MAX_COPY_BYTES:
+                raise WorkspaceError(f"record folder is larger than {MAX_COPY_BYTES >> 20} MiB")
+    shutil.copytree(
+        src, dst, symlinks=False, ignore=lambda d, names: [n for n in names if (Path(d) / n).is_symlink()]
+    )
+
+
+def tiny_overrides(
+    info: ScriptInfo, *, iterations: int, seq_len: int, vocab_size: int, tiny_model: bool, device: str
+) -> dict[str, str]:
+    values = {
+        "iterations": iterations,
+        "seq": seq_len,
+        "stride": max(1, seq_len // 2),
+        "batch_tokens": 8 * seq_len,
+        "ttt_chunk": 4 * seq_len,
+        "ttt_doc_chunk": max(8, seq_len // 4),
+    }
+    env = {k: v.format(**values) for k, v in TINY_ENV.items() if info.reads(k)}
+    if tiny_model:
+        env.update({k: v for k, v in TINY_MODEL_ENV.items() if info.reads(k)})
+    if info.reads("VOCAB_SIZE"):
+        env["VOCAB_SIZE"] = str(vocab_size)
+    if info.reads("DEVICE"):
+        env["DEVICE"] = device
+    return env
+
+
+def build_workspace(
+    info: ScriptInfo,
+    root: Path,
+    data: DataSpec,
+    *,
+    overrides: dict[str, str],
+    trace: bool,
+    device: str = "cpu",
+    threads: int = 2,
+) -> Workspace:
+    """Materialize one run's directory. ``root`` must not exist yet."""
+    root = Path(root)
+    root.mkdir(parents=True)
+    os.chmod(root, 0o711)  # the sandbox uid traverses it to reach ws; it cannot list it
+    ws = root / "ws"
+    _copy_record(info.folder, ws)
+    script = ws / info.entry
+    notes: list[str] = []
+    if info.wrapper:
+        (ws / (info.entry + ".shipped")).write_bytes((info.folder / info.entry).read_bytes())
+        script.write_text(info.run_text, encoding="utf-8")
+        notes.append(f"runs the decoded payload of {info.wrapper}")
+
+    # data
+    v = data.vocab_size
+    ds = ws / "data" / "datasets" / f"fineweb10B_sp{v}"
+    tok_dir = ws / "data" / "tokenizers"
+    ds.mkdir(parents=True)
+    tok_dir.mkdir(parents=True)
+    tok_path = tok_dir / f"fineweb_{v}_bpe.model"
+    tok_path.write_bytes(synthetic.tokenizer_model_bytes(v))
+    train = synthetic.gibbs_stream(data.train_tokens, data.support, data.doc_len, seed=data.seed + 1_000_003)
+    synthetic.write_shard(ds / "fineweb_train_000000.bin", train.tokens)
+    val_path = ds / "fineweb_val_000000.bin"
+    synthetic.write_shard(val_path, data.val.tokens)
+    if info.caseops:
+        synthetic.write_shard(ds / "fineweb_val_bytes_000000.bin", synthetic.byte_sidecar(data.val.tokens, v))
+        notes.append("wrote a CaseOps-style byte sidecar")
+
+    # bootstrap (copied, so the program never needs to read our package)
+    boot = ws / ".pgolf"
+    shutil.copytree(BOOTSTRAP_DIR, boot, ignore=shutil.ignore_patterns("__pycache__"))
+    layout = boot / "val_layout.json"  # inside ws: /tmp is private in the sandbox
+    layout.write_text(
+        json.dumps(
+            {
+                "shards": [{"path": str(val_path), "start": 0, "tokens": int(len(data.val.tokens))}],
+                "n_tokens": int(len(data.val.tokens)),
+                "values": data.value_positions,
+                "probes": [int(p) for p in data.probe_positions],
+            }
+        )
+    )
+    os.chmod(layout, 0o644)
+    for d in (ws / ".home", ws / ".tmp", ws / "logs"):
+        d.mkdir(exist_ok=True)
+
+    pythonpath = [str(boot)]
+    if info.missing_modules:
+        pythonpath.append(str(boot / "shims"))
+        notes.append("shimmed " + ", ".join(info.missing_modules))
+    data_dir = ws / "data"
+    env = {
+        "PATH": f"{Path(os.sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": os.pathsep.join(pythonpath),
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HOME": str(ws / ".home"),
+        "TMPDIR": str(ws / ".tmp"),
+        "XDG_CACHE_HOME": str(ws / ".home" / ".cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(ws / ".tmp" / "inductor"),
+        "TRITON_CACHE_DIR": str(ws / ".tmp" / "triton"),
+        "MPLCONFIGDIR": str(ws / ".tmp" / "mpl"),
+        "USER": "pgolf",
+        "LOGNAME": "pgolf",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "PGOLF_WORKSPACE": str(ws),
+        "PGOLF_VAL_LAYOUT": str(layout),
+        "DATA_DIR": str(data_dir) + "/",
+        "DATA_PATH": str(ds),
+        "TOKENIZER_PATH": str(tok_path),
+    }
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env["PGOLF_NO_COMPILE"] = "1"
+        env["TORCHDYNAMO_DISABLE"] = "1"
+    elif os.environ.get("CUDA_VISIBLE_DEVICES"):
+        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    if trace:
+        env["TORCHDYNAMO_DISABLE"] = "1"
+    env.update(overrides)
+    return Workspace(
+        root=root,
+        ws=ws,
+        script=script,
+        env=env,
+        overrides=dict(overrides),
+        val_layout=layout,
+        data=data,
+        info=info,
+        notes=notes,
+    )

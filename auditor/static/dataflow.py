@@ -1,0 +1,2187 @@
+"""An abstract interpreter over the parsed script: labels flow through assignments, aliases,
+containers, helper functions, methods and closures, for numpy and torch alike.
+
+The walk starts at the entry file's module code (as ``python train_gpt.py`` would) and descends
+into every call it can resolve, with the labels of the actual arguments (calls are memoized per
+function and argument summary). Both branches of every ``if`` are analyzed; the guard is kept so
+that reachability can later be decided from the README command and the logged hyperparameters.
+Loop bodies are run twice so that loop-carried flows (a table written in one chunk and read in the
+next) are seen. Functions that the entry never reaches are analyzed afterwards on their own.
+
+What is tracked (see ``values.py`` for the labels):
+- sources: validation shards (``fineweb_val_*`` paths reaching a file read), training shards,
+  the realized target tokens (whatever is passed as the cross-entropy target, and reads of the
+  validation stream at the next position ``ws + s + 1 + i``), model distributions;
+- transformations: hashing the target into a key, reading a table with such a key, comparing
+  target-dependent values, blending a target-keyed value with the model probability;
+- events (``events.py``): scores committed, backward/optimizer steps, table writes keyed by
+  validation data, serialization into the artifact, network access, calibration forwards.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from auditor.static import library as lib
+from auditor.static.events import Event, Frame, Guard
+from auditor.static.program import FileInfo, FuncInfo, Program, dotted, names_in, record_import
+from auditor.static.values import (
+    ATT,
+    BLEND,
+    CALLRES,
+    DIST,
+    EMPTY,
+    FINE,
+    GATE,
+    LOCALPARAM,
+    NOCONST,
+    OPT,
+    SEL,
+    STATE,
+    TARGET_DERIVED,
+    TDIST,
+    TEQ,
+    TGT,
+    TKEY,
+    TLUT,
+    TMIX,
+    TOK,
+    TRAIN,
+    TRAINPATH,
+    VAL,
+    VALPATH,
+    Step,
+    V,
+    combine,
+    extend,
+    join,
+    sig,
+)
+
+MAX_CONTEXTS = 10  # memoized analyses per function; beyond, analyze unmemoized while budget lasts
+MAX_TARGETS = 3  # callees considered for one call whose target is ambiguous
+DEFAULT_BUDGET = 1_500_000  # evaluated nodes before new call contexts stop being explored
+LOOP_ROUNDS = 2
+SYMBOL = (0, True, False)  # an unknown non-negative position
+
+
+@dataclass
+class Summary:
+    ret: V
+    events: list[Event]
+    target_params: set[int]
+    effects: dict[int, V]
+
+
+@dataclass
+class Edge:
+    caller: FuncInfo
+    node: ast.AST
+    guards: tuple[Guard, ...]
+    loops: tuple[ast.AST, ...]
+
+
+class _Terminate(Exception):
+    pass
+
+
+@dataclass
+class Act:
+    """One activation of a function during the abstract run."""
+
+    func: FuncInfo
+    env: dict[str, V]
+    bind: dict[str, ast.stmt] = field(default_factory=dict)
+    loops: list[ast.AST] = field(default_factory=list)
+    guards: list[Guard] = field(default_factory=list)
+    ctrl: list[dict] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    ret: V | None = None
+    nograd: int = 0
+    hooks: list[V] = field(default_factory=list)
+    stmt: ast.AST | None = None
+    pending: list[list[dict]] = field(default_factory=list)  # envs at continue/break, per loop
+    params: dict[str, V] = field(default_factory=dict)
+    rebound: set[str] = field(default_factory=set)
+    globals: set[str] = field(default_factory=set)
+    seen: set = field(default_factory=set)
+
+
+class Interpreter:
+    def __init__(self, program: Program, budget: int = DEFAULT_BUDGET):
+        self.p = program
+        self.fields: dict[tuple[int, str], V] = {}  # (id(ClassInfo), attr) -> value
+        self.attr_any: dict[str, V] = {}  # attr -> value written on any object (unknown receivers)
+        self.module_env: dict[int, dict[str, V]] = {}
+        self.module_running: set[int] = set()
+        self.memo: dict[tuple, Summary] = {}
+        self.by_func: dict[int, list[Summary]] = defaultdict(list)
+        self.active: set[tuple] = set()
+        self.edges: dict[int, list[Edge]] = defaultdict(list)
+        self.last_act: dict[int, Act] = {}
+        self.roots: dict[int, set[str]] = defaultdict(set)
+        self.val_uses: dict[int, list[tuple[set[str], tuple]]] = defaultdict(list)
+        self.analyzed: set[int] = set()
+        self.events: list[Event] = []
+        self.orphans: set[int] = set()  # functions analyzed without a caller from the entry
+        self.hook_funcs: set[int] = set()
+        self.order = 0
+        self.steps = 0
+        self.budget = budget
+        self.truncated = False
+
+    # ==============================================================================================
+    # driving
+    def run(self) -> None:
+        for info in self.p.files:
+            if info.is_entry:
+                self.run_module(info)
+        for f in list(self.p.funcs):
+            if f.id in self.analyzed or f.kind in ("module", "classbody"):
+                continue
+            if self.steps > self.budget * 2:
+                self.truncated = True
+                break
+            if not self._file_in_scope(f.file):
+                continue
+            self.orphans.add(f.id)
+            params = {}
+            if f.cls is not None and f.kind in ("method", "classmethod") and f.params:
+                kind = "inst" if f.kind == "method" else "class"
+                params[f.params[0]] = V(objs=frozenset({(kind, f.cls)}))
+            summ = self.analyze(f, params)
+            act = Act(func=f, env={})
+            for ev in summ.events:
+                ev.order = self._next()
+                self.events.append(ev)
+            del act
+
+    def _file_in_scope(self, info: FileInfo) -> bool:
+        return info.is_entry or info.idx in self.module_env
+
+    def _next(self) -> int:
+        self.order += 1
+        return self.order
+
+    def run_module(self, info: FileInfo) -> dict[str, V]:
+        env = self.module_env.get(info.idx)
+        if env is not None:
+            return env
+        env = {}
+        self.module_env[info.idx] = env
+        self.module_running.add(info.idx)
+        act = Act(func=info.module_func, env=env)
+        self.last_act[info.module_func.id] = act
+        self.analyzed.add(info.module_func.id)
+        self.exec_block(act, info.tree.body)
+        for ev in act.events:
+            self.events.append(ev)
+        self.module_running.discard(info.idx)
+        return env
+
+    # ==============================================================================================
+    # function analysis
+    def analyze(self, f: FuncInfo, params: dict[str, V]) -> Summary:
+        self.analyzed.add(f.id)
+        summ = None
+        for _attempt in range(3):
+            roots_before = frozenset(self.roots[f.id])
+            act = Act(func=f, env={})
+            act.params = dict(params)
+            for name, v in params.items():
+                act.env[name] = v
+            if any(d.endswith(("no_grad", "inference_mode")) for d in f.decorators):
+                act.nograd = 1
+            for name in roots_before:
+                if name in act.env:
+                    act.env[name] = self._seed_target(act, name, act.env[name], f.line)
+            self.last_act[f.id] = act
+            try:
+                self.exec_block(act, f.body)
+            except RecursionError:
+                self.truncated = True
+            if frozenset(self.roots[f.id]) == roots_before:
+                break
+        ret = act.ret if act.ret is not None else EMPTY
+        effects = {}
+        for i, name in enumerate(f.params):
+            if name in act.rebound or name not in params:
+                continue
+            before, after = params[name], act.env.get(name)
+            if after is None or after is before:
+                continue
+            added = {k: c for k, c in after.labels.items() if k not in before.labels}
+            if added:
+                effects[i] = V(added)
+        tparams = {i for i, name in enumerate(f.params) if name in self.roots[f.id]}
+        events, seen = [], set()
+        for ev in act.events:
+            k = ev.key()
+            if k not in seen:
+                seen.add(k)
+                events.append(ev)
+        summ = Summary(ret=ret, events=events, target_params=tparams, effects=effects)
+        return summ
+
+    def call_user(
+        self,
+        act: Act,
+        f: FuncInfo,
+        node: ast.Call,
+        args: list[V],
+        kwargs: dict[str, V],
+        self_val: V | None = None,
+        arg_nodes: list[ast.expr] | None = None,
+    ) -> V:
+        params = self._bind_params(f, node, args, kwargs, self_val)
+        key = (f.id, tuple(sorted((k, sig(v)) for k, v in params.items())), len(self.roots[f.id]))
+        self.edges[f.id].append(Edge(act.func, node, tuple(act.guards), tuple(act.loops)))
+        if key in self.active:
+            return combine(list(params.values()))
+        summ = self.memo.get(key)
+        if summ is None:
+            prior = self.by_func.get(f.id, [])
+            if self.steps > self.budget and prior:
+                # out of budget: data dependence on the arguments only, no events (reported)
+                self.truncated = True
+                summ = Summary(
+                    ret=V(combine(list(params.values())).labels, objs=prior[-1].ret.objs),
+                    events=[],
+                    target_params=prior[-1].target_params,
+                    effects={},
+                )
+            else:
+                self.active.add(key)
+                try:
+                    summ = self.analyze(f, params)
+                finally:
+                    self.active.discard(key)
+                if len(prior) < MAX_CONTEXTS:
+                    self.memo[key] = summ
+                    self.by_func[f.id].append(summ)
+        self._after_call(act, f, node, summ, arg_nodes, self_val is not None)
+        ret = summ.ret
+        if ret.labels:
+            ret = ret.stepped(Step(act.func.file.idx, node.lineno, "via", f"returned by {f.name}()"))
+        return ret
+
+    def _bind_params(self, f, node, args, kwargs, self_val) -> dict[str, V]:
+        params: dict[str, V] = {}
+        names = list(f.params)
+        pos = list(args)
+        if self_val is not None and f.kind in ("method", "classmethod") and names:
+            params[names[0]] = self_val
+            names = names[1:]
+        line = getattr(node, "lineno", f.line)
+        for name, v in zip(names, pos):
+            params[name] = self._into(v, f, name, node, line)
+        if len(pos) > len(names) and f.vararg:
+            params[f.vararg] = join(*pos[len(names) :]).only_data()
+        for k, v in kwargs.items():
+            if k is None:
+                for name in names:
+                    params.setdefault(name, v.only_data())
+            elif k in names or k in f.params:
+                params[k] = self._into(v, f, k, node, line)
+            elif f.kwarg:
+                params[f.kwarg] = join(params.get(f.kwarg, EMPTY), v.only_data())
+        return params
+
+    def _into(self, v: V, f: FuncInfo, name: str, node, line: int) -> V:
+        if v.labels:
+            caller_file = getattr(node, "_pg_file", None)
+            v = v.stepped(
+                Step(
+                    caller_file if caller_file is not None else f.file.idx,
+                    line,
+                    "via",
+                    f"passed as {name} to {f.name}()",
+                )
+            )
+        return v
+
+    def _after_call(
+        self,
+        act: Act,
+        f: FuncInfo,
+        node: ast.Call,
+        summ: Summary,
+        arg_nodes: list[ast.expr] | None,
+        bound: bool,
+    ) -> None:
+        # parameters the callee uses as the cross-entropy target make our arguments targets too
+        if summ.target_params and arg_nodes is not None:
+            offset = 1 if bound and f.kind in ("method", "classmethod") else 0
+            for i in summ.target_params:
+                j = i - offset
+                expr = None
+                if 0 <= j < len(node.args):
+                    expr = node.args[j]
+                else:
+                    pname = f.params[i] if i < len(f.params) else None
+                    expr = lib.kw(node, pname) if pname else None
+                if expr is not None:
+                    self._add_root(act, expr)
+        # in-place effects on mutable arguments (an accumulator passed to a helper)
+        for i, eff in summ.effects.items():
+            offset = 1 if bound and f.kind in ("method", "classmethod") else 0
+            j = i - offset
+            expr = node.args[j] if 0 <= j < len(node.args) else None
+            if expr is None and i < len(f.params):
+                expr = lib.kw(node, f.params[i])
+            if expr is not None:
+                self._mutate(act, expr, eff)
+        if summ.events:
+            outer = self.frame(act)
+            for ev in summ.events:
+                act.events.append(ev.rebased(outer, self._next()))
+
+    def frame(self, act: Act) -> Frame:
+        return Frame(
+            act.func,
+            act.stmt if act.stmt is not None else act.func.node,
+            tuple(act.loops),
+            tuple(act.guards),
+            act.nograd > 0,
+        )
+
+    def emit(self, act: Act, kind: str, node: ast.AST, labels: dict, **info) -> Event:
+        ev = Event(
+            kind,
+            node,
+            act.func.file,
+            getattr(node, "lineno", 0),
+            labels,
+            (self.frame(act),),
+            self._next(),
+            info,
+        )
+        act.events.append(ev)
+        return ev
+
+    # ==============================================================================================
+    # statements
+    def exec_block(self, act: Act, stmts: list[ast.stmt]) -> bool:
+        """Run statements; True when every path through them ends (return/raise/continue/break)."""
+        pushed = 0
+        try:
+            for s in stmts:
+                self.steps += 1
+                act.stmt = s
+                end = self.exec_stmt(act, s)
+                if end is True:
+                    return True
+                if isinstance(end, Guard):  # the rest of the block runs only under this guard
+                    act.guards.append(end)
+                    pushed += 1
+            return False
+        finally:
+            for _ in range(pushed):
+                act.guards.pop()
+
+    def exec_stmt(self, act: Act, s: ast.stmt):
+        t = type(s)
+        if t is ast.Expr:
+            self.eval(act, s.value)
+        elif t is ast.Assign:
+            self.exec_assign(act, s)
+        elif t is ast.AugAssign:
+            self.exec_augassign(act, s)
+        elif t is ast.AnnAssign:
+            if s.value is not None:
+                v = self.eval(act, s.value)
+                self.assign(act, s.target, v, s)
+        elif t is ast.If:
+            return self.exec_if(act, s)
+        elif t in (ast.For, ast.AsyncFor):
+            self.exec_for(act, s)
+        elif t is ast.While:
+            self.exec_while(act, s)
+        elif t in (ast.With, ast.AsyncWith):
+            return self.exec_with(act, s)
+        elif t is ast.Return:
+            v = self.eval(act, s.value) if s.value is not None else EMPTY
+            if v.labels:
+                v = v.stepped(Step(act.func.file.idx, s.lineno, "via", "returned"))
+                if v.has(ATT) and not v.agg:
+                    self.emit(act, "ret", s, v.labels)
+            act.ret = v if act.ret is None else join(act.ret, v)
+            return True
+        elif t in (ast.FunctionDef, ast.AsyncFunctionDef):
+            f = self.p.func_by_node.get(id(s))
+            if f is not None:
+                for d in s.decorator_list:
+                    self.eval(act, d)
+                self.store_name(act, s.name, V(objs=frozenset({("func", f)})), s)
+        elif t is ast.ClassDef:
+            self.exec_class(act, s)
+        elif t in (ast.Import, ast.ImportFrom):
+            self.exec_import(act, s)
+        elif t is ast.Try or t.__name__ == "TryStar":
+            return self.exec_try(act, s)
+        elif t is ast.Raise:
+            if s.exc is not None:
+                self.eval(act, s.exc)
+            return True
+        elif t in (ast.Continue, ast.Break):
+            if act.pending:
+                act.pending[-1].append(dict(act.env))
+            return True
+        elif t is ast.Global or t is ast.Nonlocal:
+            act.globals.update(s.names)
+        elif t is ast.Assert:
+            self.eval(act, s.test)
+        elif t is ast.Delete:
+            pass
+        elif t is ast.Match:
+            subj = self.eval(act, s.subject)
+            envs = []
+            base = dict(act.env)
+            for case in s.cases:
+                act.env = dict(base)
+                if isinstance(case.pattern, ast.MatchAs) and case.pattern.name:
+                    self.store_name(act, case.pattern.name, subj, s)
+                if not self.exec_block(act, case.body):
+                    envs.append(act.env)
+            act.env = self._join_envs([base] + envs)
+        return None
+
+    def exec_assign(self, act: Act, s: ast.Assign) -> None:
+        v = self.eval(act, s.value)
+        if act.ctrl:
+            v = self._with_ctrl(act, v)
+        # running best over passes: X = min(X, ...) / X[i] = torch.minimum(X[i], ...)
+        if isinstance(s.value, ast.Call) and len(s.targets) == 1:
+            self._check_running_best(act, s, s.targets[0], s.value, v)
+        # acc = acc + x is an accumulation
+        if (
+            len(s.targets) == 1
+            and isinstance(s.targets[0], ast.Name)
+            and isinstance(s.value, ast.BinOp)
+            and isinstance(s.value.op, (ast.Add, ast.Sub))
+        ):
+            name = s.targets[0].id
+            for side in (s.value.left, s.value.right):
+                if isinstance(side, ast.Name) and side.id == name:
+                    other = s.value.right if side is s.value.left else s.value.left
+                    self._maybe_score(act, s, s.targets[0], self.eval_quiet(act, other), other)
+                    break
+        for target in s.targets:
+            self.assign(act, target, v, s)
+
+    def exec_augassign(self, act: Act, s: ast.AugAssign) -> None:
+        v = self.eval(act, s.value)
+        if act.ctrl:
+            v = self._with_ctrl(act, v)
+        target = s.target
+        if isinstance(s.op, (ast.Add, ast.Sub)):
+            self._maybe_score(act, s, target, v, s.value)
+        if isinstance(target, ast.Subscript):
+            idx = self.eval_index(act, target.slice)
+            self._table_write(act, s, target.value, idx, v)
+            self._mutate(act, target.value, combine([v, idx]) if idx.has_any((VAL, TGT)) else v)
+        elif isinstance(target, ast.Name):
+            old = self.load_name(act, target.id)
+            new = join(old, self._op_result(act, s, old, v, s.op))
+            new = new.stepped(Step(act.func.file.idx, s.lineno, "via"))
+            if target.id in act.params and target.id not in act.rebound:
+                act.env[target.id] = new  # an in-place update of a parameter (tensor +=)
+            else:
+                self.store_name(act, target.id, new, s, mutate=True)
+        elif isinstance(target, ast.Attribute):
+            old = self.eval(act, target)
+            self.store_attr(act, target, join(old, v), s)
+
+    def exec_if(self, act: Act, s: ast.If):
+        test = self.eval(act, s.test)
+        base = dict(act.env)
+        ctrl = self._ctrl_labels(test)
+        g_then = Guard(s.test, True, act.func, s.lineno)
+        g_else = Guard(s.test, False, act.func, s.lineno)
+        if ctrl:
+            act.ctrl.append(ctrl)
+        act.guards.append(g_then)
+        t1 = self.exec_block(act, s.body)
+        act.guards.pop()
+        env_then = act.env
+        act.env = dict(base)
+        act.guards.append(g_else)
+        t2 = self.exec_block(act, s.orelse) if s.orelse else False
+        act.guards.pop()
+        env_else = act.env
+        if ctrl:
+            act.ctrl.pop()
+        if t1 and t2:
+            act.env = self._join_envs([env_then, env_else])
+            return True
+        if t1:
+            act.env = env_else
+            return g_else
+        if t2:
+            act.env = env_then
+            return g_then
+        act.env = self._join_envs([env_then, env_else])
+        return None
+
+    def exec_for(self, act: Act, s) -> None:
+        it = self.eval(act, s.iter)
+        elt = self.element(act, s.iter, it)
+        act.loops.append(s)
+        act.pending.append([])
+        self._record_loop_var_uses(act, s)
+        for _ in range(LOOP_ROUNDS):
+            before = dict(act.env)
+            act.stmt = s
+            self.assign(act, s.target, elt, s)
+            self.exec_block(act, s.body)
+            act.env = self._join_envs([before, act.env] + act.pending[-1])
+            act.pending[-1] = []
+        act.pending.pop()
+        act.loops.pop()
+        if s.orelse:
+            self.exec_block(act, s.orelse)
+
+    def exec_while(self, act: Act, s: ast.While) -> None:
+        act.loops.append(s)
+        act.pending.append([])
+        for _ in range(LOOP_ROUNDS):
+            before = dict(act.env)
+            act.stmt = s
+            self.eval(act, s.test)
+            self.exec_block(act, s.body)
+            act.env = self._join_envs([before, act.env] + act.pending[-1])
+            act.pending[-1] = []
+        act.pending.pop()
+        act.loops.pop()
+        if s.orelse:
+            self.exec_block(act, s.orelse)
+
+    def exec_with(self, act: Act, s):
+        nograd = 0
+        for item in s.items:
+            v = self.eval(act, item.context_expr)
+            name = self._callee_name(act, item.context_expr)
+            if name and name.endswith(("no_grad", "inference_mode")):
+                nograd += 1
+            if item.optional_vars is not None:
+                self.assign(act, item.optional_vars, v, s)
+        act.nograd += nograd
+        try:
+            return True if self.exec_block(act, s.body) else None
+        finally:
+            act.nograd -= nograd
+
+    def exec_try(self, act: Act, s):
+        base = dict(act.env)
+        t_body = self.exec_block(act, s.body)
+        if not t_body and s.orelse:
+            t_body = self.exec_block(act, s.orelse)
+        envs = [act.env] if not t_body else []
+        for h in s.handlers:
+            act.env = self._join_envs([base, act.env])
+            if h.name:
+                self.store_name(act, h.name, EMPTY, s)
+            if not self.exec_block(act, h.body):
+                envs.append(act.env)
+        act.env = self._join_envs(envs or [base])
+        if s.finalbody:
+            self.exec_block(act, s.finalbody)
+        return True if (t_body and not envs) else None
+
+    def exec_class(self, act: Act, s: ast.ClassDef) -> None:
+        cls = next((c for c in self.p.classes if c.node is s), None)
+        if cls is None:
+            return
+        self.store_name(act, s.name, V(objs=frozenset({("class", cls)})), s)
+        body = cls.body_func
+        if body is None or body.id in self.analyzed:
+            return
+        self.analyzed.add(body.id)
+        cact = Act(func=body, env={})
+        self.last_act[body.id] = cact
+        self.exec_block(cact, s.body)
+        for name, v in cact.env.items():
+            if name in cls.methods and all(o[0] == "func" for o in v.objs):
+                continue  # methods are looked up through the class, bound to the instance
+            self._field_store(cls, name, v)
+        for ev in cact.events:
+            act.events.append(ev.rebased(self.frame(act), self._next()))
+
+    def exec_import(self, act: Act, s) -> None:
+        imports: dict[str, str] = {}
+        record_import(imports, s)
+        for alias, target in imports.items():
+            self.store_name(act, alias, self.import_value(target), s)
+
+    def import_value(self, target: str) -> V:
+        mod, _, name = target.rpartition(".")
+        f = self.p.module_file(target)
+        if f is not None and f.module == target.rsplit(".", 1)[-1] and not name:
+            self.run_module(f)
+            return V(objs=frozenset({("file", f)}))
+        if f is not None and "." not in target:
+            self.run_module(f)
+            return V(objs=frozenset({("file", f)}))
+        fm = self.p.module_file(mod) if mod else None
+        if fm is not None:
+            env = self.run_module(fm)
+            if name in env:
+                return env[name]
+            if name in fm.functions:
+                return V(objs=frozenset({("func", fm.functions[name])}))
+            if name in fm.classes:
+                return V(objs=frozenset({("class", fm.classes[name])}))
+        return V(objs=frozenset({("mod", target)}))
+
+    # ==============================================================================================
+    # binding
+    def assign(self, act: Act, target: ast.AST, v: V, s: ast.AST) -> None:
+        t = type(target)
+        if t is ast.Name:
+            if v.labels and getattr(s, "lineno", None):
+                v = v.stepped(Step(act.func.file.idx, s.lineno, "via"))
+            self.store_name(act, target.id, v, s)
+        elif t in (ast.Tuple, ast.List):
+            elts = target.elts
+            items = getattr(v, "items", None)
+            for i, elt in enumerate(elts):
+                if isinstance(elt, ast.Starred):
+                    self.assign(act, elt.value, v.only_data(), s)
+                elif items is not None and len(items) == len(elts):
+                    self.assign(act, elt, items[i], s)
+                else:
+                    self.assign(act, elt, self._element_of(v), s)
+        elif t is ast.Attribute:
+            self.store_attr(act, target, v, s)
+        elif t is ast.Subscript:
+            idx = self.eval_index(act, target.slice)
+            if isinstance(s, ast.Assign):
+                self._maybe_score(act, s, target, v, s.value, store=True)
+            self._table_write(act, s, target.value, idx, v)
+            add = v.without({TOK})
+            if idx.has_any((VAL, TGT, TMIX)):
+                add = combine([add, idx])
+            self._mutate(act, target.value, add)
+        elif t is ast.Starred:
+            self.assign(act, target.value, v, s)
+
+    def store_name(self, act: Act, name: str, v: V, s: ast.AST | None, mutate: bool = False) -> None:
+        if name in act.globals and act.func.kind != "module":
+            env = self.module_env.setdefault(act.func.file.idx, {})
+            env[name] = join(env.get(name, EMPTY), v)
+            return
+        if self.roots[act.func.id] and name in self.roots[act.func.id]:
+            v = self._seed_target(act, name, v, getattr(s, "lineno", 0))
+        act.env[name] = v
+        if s is not None:
+            act.bind[name] = s
+        if not mutate and name in act.params:
+            act.rebound.add(name)
+
+    def store_attr(self, act: Act, target: ast.Attribute, v: V, s: ast.AST) -> None:
+        if target.attr == "requires_grad" and v.const is True and self._created_here(act, target.value):
+            self._mutate(
+                act,
+                target.value,
+                V(
+                    {
+                        LOCALPARAM: (
+                            Step(
+                                act.func.file.idx,
+                                getattr(s, "lineno", 0),
+                                "source",
+                                "per-call trainable tensor",
+                            ),
+                        )
+                    }
+                ),
+            )
+            return
+        recv = self.eval(act, target.value)
+        if v.labels and getattr(s, "lineno", None):
+            v = v.stepped(Step(act.func.file.idx, s.lineno, "via"))
+        classes = [o[1] for o in recv.objs if o[0] in ("inst", "class")]
+        for cls in classes:
+            self._field_store(cls, target.attr, v)
+        if not classes:
+            for o in recv.objs:
+                if o[0] == "file":
+                    env = self.module_env.setdefault(o[1].idx, {})
+                    env[target.attr] = join(env.get(target.attr, EMPTY), v)
+        self.attr_any[target.attr] = join(self.attr_any.get(target.attr, EMPTY), v)
+        d = dotted(target)
+        if d:
+            act.env[d] = v
+            act.bind[d] = s
+
+    def _field_store(self, cls, attr: str, v: V) -> None:
+        key = (id(cls), attr)
+        old = self.fields.get(key)
+        self.fields[key] = v if old is None else join(old, v)
+        self.attr_any[attr] = join(self.attr_any.get(attr, EMPTY), v)
+
+    def _mutate(self, act: Act, expr: ast.AST, add: V) -> None:
+        """Labels flowing into a container or object in place (x[i] = v, x.add_(v), x.append(v))."""
+        if not add.labels:
+            return
+        add = V({k: c for k, c in add.labels.items() if k != TOK})
+        base = expr
+        while isinstance(base, (ast.Subscript, ast.Starred)):
+            base = base.value
+        while (
+            isinstance(base, ast.Call)
+            and isinstance(base.func, ast.Attribute)
+            and base.func.attr in lib.IDENTITY_METHODS
+        ):
+            base = base.func.value
+        if isinstance(base, ast.Name):
+            old = self.load_name(act, base.id)
+            new = join(old, add)
+            if base.id in act.env or base.id in act.params:
+                act.env[base.id] = new
+            elif base.id in act.globals or base.id in self.module_env.get(act.func.file.idx, {}):
+                env = self.module_env.setdefault(act.func.file.idx, {})
+                env[base.id] = join(env.get(base.id, EMPTY), add)
+            else:
+                self._mutate_closure(act, base.id, add)
+            if self.roots[act.func.id] and base.id in self.roots[act.func.id]:
+                act.env[base.id] = self._seed_target(act, base.id, act.env.get(base.id, new), expr.lineno)
+        elif isinstance(base, ast.Attribute):
+            old = self.eval_quiet(act, base)
+            self.store_attr(act, base, join(old, add), act.stmt or base)
+
+    def _mutate_closure(self, act: Act, name: str, add: V) -> None:
+        f = act.func.parent
+        while f is not None:
+            a = self.last_act.get(f.id)
+            if a is not None and name in a.env:
+                a.env[name] = join(a.env[name], add)
+                return
+            f = f.parent
+
+    def _seed_target(self, act: Act, name: str, v: V, line: int) -> V:
+        if v.has(TGT):
+            return v
+        chain = (
+            Step(
+                act.func.file.idx,
+                line or act.func.line,
+                "source",
+                f"`{name}` holds the realized target tokens (used as the cross-entropy target)",
+            ),
+        )
+        return v.with_label(TGT, chain)
+
+    def _add_root(self, act: Act, expr: ast.AST) -> None:
+        root = _root_name(expr)
+        if root is None:
+            return
+        fid = act.func.id
+        if root not in self.roots[fid]:
+            self.roots[fid].add(root)
+
+    # ==============================================================================================
+    # events from statements
+    def _maybe_score(
+        self, act: Act, s: ast.stmt, target: ast.AST, v: V, value_node: ast.AST | None, store: bool = False
+    ) -> None:
+        """An accumulation of a per-token loss into a persistent variable: a committed score."""
+        if not (v.has(ATT) or (v.has(CALLRES) and v.has(VAL))):
+            return
+        if store and not isinstance(target, ast.Subscript):
+            return
+        if not self._persistent(act, target):
+            return
+        binds = []
+        if value_node is not None:
+            for name in names_in(value_node):
+                b = act.bind.get(name)
+                if b is not None and b is not s:
+                    binds.append(b)
+        labels = v.labels
+        root = _root_name(target)
+        self.emit(
+            act,
+            "score",
+            s,
+            labels,
+            acc=root,
+            binds=binds,
+            strict=v.has(ATT) and v.has(VAL),
+            agg=v.agg,
+            store=store,
+        )
+
+    def _persistent(self, act: Act, target: ast.AST) -> bool:
+        base = target
+        while isinstance(base, ast.Subscript):
+            base = base.value
+        if isinstance(base, ast.Attribute):
+            return True
+        if not isinstance(base, ast.Name):
+            return False
+        name = base.id
+        if name in act.params or name in act.globals:
+            return True
+        b = act.bind.get(name)
+        if b is None:
+            return True
+        if not act.loops:
+            return True
+        innermost = act.loops[-1]
+        parents = act.func.parents()
+        node = b
+        while node is not None:
+            if node is innermost:
+                return False
+            node = parents.get(id(node))
+        return True
+
+    def _table_write(self, act: Act, s: ast.AST, table: ast.AST, idx: V, v: V) -> None:
+        """``table[key] (+)= v`` with a key derived from validation data: state keyed by tokens."""
+        if not idx.has_any((VAL, TGT, TMIX)) or idx.agg:
+            return
+        if not self._persistent(act, table if not isinstance(table, ast.Subscript) else table):
+            return
+        labels = dict(idx.labels)
+        self.emit(act, "update", s, labels, table=_root_name(table) or dotted(table), how="store")
+        self._mark_state(act, table, s)
+
+    def _mark_state(self, act: Act, table: ast.AST, s: ast.AST) -> None:
+        chain = (
+            Step(
+                act.func.file.idx,
+                getattr(s, "lineno", 0),
+                "source",
+                "table written with validation-derived keys",
+            ),
+        )
+        self._mutate(act, table, V({STATE: chain}))
+
+    def _check_running_best(self, act: Act, s: ast.Assign, target: ast.AST, call: ast.Call, v: V) -> None:
+        name = self._callee_name(act, call.func)
+        if not name or lib.last(name) not in ("min", "max", "minimum", "maximum", "fmin", "fmax"):
+            return
+        troot = _root_name(target)
+        if troot is None or not v.has(ATT):
+            return
+        if any(_root_name(a) == troot for a in call.args):
+            self.emit(act, "best", s, v.labels, acc=troot, how=lib.last(name))
+
+    def _record_loop_var_uses(self, act: Act, s) -> None:
+        pass
+
+    # ==============================================================================================
+    # expressions
+    def eval_quiet(self, act: Act, node: ast.AST) -> V:
+        """Evaluate for labels only: no events (re-evaluating an already evaluated expression)."""
+        saved = act.events
+        act.events = []
+        order = self.order
+        try:
+            return self.eval(act, node)
+        finally:
+            act.events = saved
+            self.order = order
+
+    def eval(self, act: Act, node: ast.AST | None) -> V:
+        if node is None:
+            return EMPTY
+        self.steps += 1
+        meth = _DISPATCH.get(type(node))
+        if meth is None:
+            for child in ast.iter_child_nodes(node):
+                self.eval(act, child)
+            return EMPTY
+        return meth(self, act, node)
+
+    def e_constant(self, act: Act, node: ast.Constant) -> V:
+        value = node.value
+        if isinstance(value, str) and len(value) < 4096:
+            labels = {}
+            if lib.is_val_path(value):
+                labels[VALPATH] = (Step(act.func.file.idx, node.lineno, "source", "validation shard path"),)
+            elif lib.is_train_path(value):
+                labels[TRAINPATH] = (Step(act.func.file.idx, node.lineno, "source", "training shard path"),)
+            return V(labels, const=value)
+        if isinstance(value, (int, float, bool)) or value is None:
+            return V(const=value, form=(value, False, False) if type(value) is int else None)
+        return EMPTY
+
+    def e_name(self, act: Act, node: ast.Name) -> V:
+        return self.load_name(act, node.id)
+
+    def load_name(self, act: Act, name: str) -> V:
+        v = act.env.get(name)
+        if v is not None:
+            return v
+        f = act.func.parent
+        while f is not None:
+            a = self.last_act.get(f.id)
+            if a is not None and name in a.env:
+                return a.env[name]
+            f = f.parent
+        info = act.func.file
+        menv = self.module_env.get(info.idx)
+        if menv is not None and name in menv:
+            return menv[name]
+        if name in info.functions:
+            return V(objs=frozenset({("func", info.functions[name])}))
+        if name in info.classes:
+            return V(objs=frozenset({("class", info.classes[name])}))
+        if name in info.imports:
+            return self.import_value(info.imports[name])
+        if name in _BUILTIN_MODS:
+            return V(objs=frozenset({("mod", name)}))
+        return EMPTY
+
+    def e_attribute(self, act: Act, node: ast.Attribute) -> V:
+        d = dotted(node)
+        if d is not None and d in act.env:
+            return act.env[d]
+        recv = self.eval(act, node.value)
+        return self.load_attr(act, recv, node.attr, node)
+
+    def load_attr(self, act: Act, recv: V, attr: str, node: ast.AST | None = None) -> V:
+        out = []
+        for o in recv.objs:
+            kind = o[0]
+            if kind == "mod":
+                out.append(V(objs=frozenset({("mod", f"{o[1]}.{attr}")})))
+            elif kind == "file":
+                env = (
+                    self.run_module(o[1])
+                    if o[1].idx not in self.module_running
+                    else self.module_env[o[1].idx]
+                )
+                if attr in env:
+                    out.append(env[attr])
+                elif attr in o[1].functions:
+                    out.append(V(objs=frozenset({("func", o[1].functions[attr])})))
+                elif attr in o[1].classes:
+                    out.append(V(objs=frozenset({("class", o[1].classes[attr])})))
+            elif kind in ("inst", "class", "super"):
+                cls = o[1]
+                mro = self.p.class_mro(cls)
+                if kind == "super":
+                    mro = mro[1:]
+                    kind = "inst"
+                found = False
+                for c in mro:
+                    fv = self.fields.get((id(c), attr))
+                    if fv is not None:
+                        out.append(fv)
+                        found = True
+                        break
+                    m = c.methods.get(attr)
+                    if m is not None:
+                        if m.kind == "staticmethod":
+                            out.append(V(objs=frozenset({("func", m)})))
+                        elif kind == "class" and m.kind != "classmethod":
+                            out.append(V(objs=frozenset({("func", m)})))
+                        else:
+                            selfref = ("inst", o[1]) if o[0] != "class" else ("class", o[1])
+                            out.append(V(objs=frozenset({("meth", m, selfref)})))
+                        found = True
+                        break
+                if not found and attr in self.attr_any and not self._is_module_class(cls):
+                    out.append(self.attr_any[attr])
+        if out:
+            return join(*out)
+        if attr in lib.META:
+            return EMPTY
+        if attr in ("T", "mT", "data", "real", "H"):
+            return recv.only_data() if not recv.objs else V(recv.labels)
+        if not recv.objs and attr in self.attr_any and not recv.labels:
+            return self.attr_any[attr]
+        return V(recv.labels) if recv.labels else EMPTY
+
+    def _is_module_class(self, cls) -> bool:
+        return False
+
+    def e_subscript(self, act: Act, node: ast.Subscript) -> V:
+        base = self.eval(act, node.value)
+        sl = node.slice
+        items = getattr(base, "items", None)
+        if items is not None and isinstance(sl, ast.Constant) and isinstance(sl.value, int):
+            if -len(items) <= sl.value < len(items):
+                return items[sl.value]
+        if isinstance(sl, ast.Slice) or _all_slices(sl):
+            return self._slice_read(act, node, base, sl)
+        idx = self.eval_index(act, sl)
+        return self._index_read(act, node, base, idx, sl)
+
+    def eval_index(self, act: Act, sl: ast.AST) -> V:
+        if isinstance(sl, ast.Tuple):
+            vals = [self.eval(act, e) for e in sl.elts if not isinstance(e, ast.Slice)]
+            for e in sl.elts:
+                if isinstance(e, ast.Slice):
+                    self.eval(act, e)
+            if not vals:
+                return EMPTY
+            out = combine(vals, drop_fine_if_aggregates=False)
+            forms = [v.form for v in vals if v.form is not None]
+            if len(vals) == 1 and forms:
+                out = V(out.labels, form=forms[0])
+            return out
+        if isinstance(sl, ast.Slice):
+            self.eval(act, sl)
+            return EMPTY
+        return self.eval(act, sl)
+
+    def e_slice(self, act: Act, node: ast.Slice) -> V:
+        for part in (node.lower, node.upper, node.step):
+            if part is not None:
+                self.eval(act, part)
+        return EMPTY
+
+    def _slice_read(self, act: Act, node: ast.Subscript, base: V, sl: ast.AST) -> V:
+        if not base.labels:
+            return V(form=base.form) if base.form is not None else EMPTY
+        if base.has(TOK) or base.has(VAL):
+            self.val_uses[act.func.id].append((names_in(sl), tuple(act.loops)))
+        if isinstance(sl, ast.Slice):
+            lower = self.eval(act, sl.lower) if sl.lower is not None else V(const=0, form=(0, False, False))
+            if sl.upper is not None:
+                self.eval(act, sl.upper)
+            if base.has(TOK) and _aligned(lower, allow_const=True) and not base.has(TGT):
+                chain = (
+                    Step(
+                        act.func.file.idx,
+                        node.lineno,
+                        "source",
+                        "next-token slice of the validation stream (the targets)",
+                    ),
+                )
+                return V(dict(base.labels), form=base.form).with_label(TGT, chain)
+        else:
+            self.eval(act, sl)
+        return V(base.labels, form=base.form)
+
+    def _index_read(self, act: Act, node: ast.Subscript, base: V, idx: V, sl: ast.AST) -> V:
+        line = node.lineno
+        fidx = act.func.file.idx
+        labels = {k: c for k, c in base.labels.items() if k not in (TOK, DIST)}
+        if base.has(DIST) and not idx.has_any((TGT, TMIX)):
+            labels[DIST] = base.labels[DIST]
+        if base.has(TOK) or base.has(VAL):
+            self.val_uses[act.func.id].append((names_in(sl), tuple(act.loops)))
+        for k, c in idx.labels.items():
+            if k in (TGT, TMIX, TEQ, TLUT, GATE, TOK):
+                continue
+            labels.setdefault(k, c)
+        n_idx = len(sl.elts) if isinstance(sl, ast.Tuple) else 1
+        target_idx = idx.has_any((TGT, TMIX)) and not idx.agg
+        if base.has(TOK) and not target_idx and _aligned(idx):
+            chain = (Step(fidx, line, "source", "validation token read at the next position (the target)"),)
+            labels[TGT] = chain
+            labels.setdefault(VAL, base.labels.get(VAL, chain))
+            return V(labels)
+        if target_idx:
+            raw = idx.has(TGT) and not idx.has(TMIX)
+            last_is_target = (
+                isinstance(sl, ast.Tuple)
+                and sl.elts
+                and not isinstance(sl.elts[-1], ast.Slice)
+                and _root_name(sl.elts[-1]) is not None
+                and self.eval_quiet(act, sl.elts[-1]).has(TGT)
+            )
+            if raw and (base.has(DIST) or (n_idx >= 2 and last_is_target) or base.has(STATE)):
+                labels[ATT] = extend(idx.labels[TGT], Step(fidx, line, "via", "model value at the target"))
+            elif idx.has(TMIX) or (idx.has(TGT) and base.has(STATE) and not raw):
+                src = idx.labels.get(TMIX) or idx.labels[TGT]
+                labels[TKEY] = extend(
+                    src, Step(fidx, line, "via", "table read with a key built from the target")
+                )
+                labels.pop(DIST, None)
+            else:
+                labels[TLUT] = extend(
+                    idx.labels[TGT], Step(fidx, line, "via", "lookup on the realized token")
+                )
+        elif idx.has_any((TEQ, TLUT, GATE)) and not idx.agg:
+            src = idx.labels.get(GATE) or idx.labels.get(TLUT) or idx.labels.get(TEQ)
+            labels[GATE] = extend(src, Step(fidx, line, "via", "selection masked by a target-dependent test"))
+        form = base.form if base.form is not None else None
+        return V(labels, form=form, agg=base.agg)
+
+    def e_binop(self, act: Act, node: ast.BinOp) -> V:
+        left = self.eval(act, node.left)
+        right = self.eval(act, node.right)
+        return self._op_result(act, node, left, right, node.op)
+
+    def _op_result(self, act: Act, node: ast.AST, left: V, right: V, op: ast.operator) -> V:
+        out = combine([left, right])
+        line = getattr(node, "lineno", 0)
+        fidx = act.func.file.idx
+        # positions: keep an affine offset for +/- so that ``ws + s + 1`` is recognised
+        form = None
+        if isinstance(op, (ast.Add, ast.Sub)):
+            lf, rf = _form_of(left), _form_of(right)
+            if (
+                lf is not None
+                and rf is not None
+                and not (left.labels and not left.form)
+                and not (right.labels and not right.form)
+            ):
+                if isinstance(op, ast.Add):
+                    form = (lf[0] + rf[0], lf[1] or rf[1], lf[2] or rf[2])
+                else:
+                    form = (lf[0] - rf[0], lf[1] or rf[2], lf[2] or rf[1])
+        # constants (for paths and flags)
+        const = NOCONST
+        if left.const is not NOCONST and right.const is not NOCONST and isinstance(op, (ast.Add, ast.Mod)):
+            try:
+                if isinstance(left.const, str) and isinstance(right.const, str) and isinstance(op, ast.Add):
+                    const = left.const + right.const
+            except Exception:  # noqa: BLE001
+                const = NOCONST
+        labels = out.labels
+        # the target mixed with non-constant data: a key built from the target
+        for a, b in ((left, right), (right, left)):
+            if a.has(TGT) and not a.agg and (b.const is NOCONST) and not isinstance(op, (ast.Div, ast.Pow)):
+                if TMIX not in labels:
+                    labels = dict(labels)
+                    labels[TMIX] = extend(
+                        a.labels[TGT], Step(fidx, line, "via", "key computed from the target")
+                    )
+        # a target-keyed value blended with the model's value at the target (probability space)
+        if isinstance(op, (ast.Add, ast.Sub, ast.Div)) and not out.agg:
+            for a, b in ((left, right), (right, left)):
+                if a.has(TKEY) and (b.has(ATT) or b.has(TKEY) and isinstance(op, ast.Div)):
+                    labels = dict(labels)
+                    labels.setdefault(
+                        BLEND,
+                        extend(
+                            a.labels[TKEY],
+                            Step(
+                                fidx,
+                                line,
+                                "via",
+                                "blended with the target probability"
+                                if b.has(ATT)
+                                else "ratio of table counts",
+                            ),
+                        ),
+                    )
+                    break
+        # a byte count divides a loss: not a use of the target's identity in the score
+        if isinstance(op, ast.Div) and right.has(TLUT) and not left.has(TLUT):
+            labels = {k: c for k, c in labels.items() if k != TLUT}
+        # a model distribution shifted by target-dependent values before it is scored
+        for a, b in ((left, right), (right, left)):
+            if a.has(DIST) and not b.agg and b.has_any(TARGET_DERIVED | {ATT}) and not a.has(ATT):
+                src = next(b.labels[k] for k in (TKEY, TLUT, TEQ, TMIX, TGT, ATT) if k in b.labels)
+                labels = dict(labels)
+                labels.setdefault(
+                    TDIST,
+                    extend(src, Step(fidx, line, "via", "target-dependent values added to the distribution")),
+                )
+                break
+        return V(labels, form=form, const=const, agg=out.agg)
+
+    def e_unaryop(self, act: Act, node: ast.UnaryOp) -> V:
+        v = self.eval(act, node.operand)
+        if isinstance(node.op, ast.USub):
+            form = (-v.form[0], v.form[2], v.form[1]) if v.form else None
+            const = (
+                -v.const if isinstance(v.const, (int, float)) and not isinstance(v.const, bool) else NOCONST
+            )
+            return V(v.labels, form=form, const=const, agg=v.agg)
+        if isinstance(node.op, ast.Not):
+            return V(v.labels, agg=v.agg)
+        return V(v.labels, agg=v.agg)
+
+    def e_boolop(self, act: Act, node: ast.BoolOp) -> V:
+        return combine([self.eval(act, v) for v in node.values], drop_fine_if_aggregates=False)
+
+    def e_compare(self, act: Act, node: ast.Compare) -> V:
+        vals = [self.eval(act, node.left)] + [self.eval(act, c) for c in node.comparators]
+        return self._compare_result(act, node, vals)
+
+    def _compare_result(self, act: Act, node: ast.AST, vals: list[V]) -> V:
+        out = combine(vals, drop_fine_if_aggregates=False)
+        line = getattr(node, "lineno", 0)
+        fidx = act.func.file.idx
+        labels = dict(out.labels)
+        per_pos = [v for v in vals if not v.agg]
+        gate_src = next(
+            (v.labels[k] for v in per_pos for k in (ATT, TKEY, TLUT, GATE, BLEND) if k in v.labels), None
+        )
+        if gate_src is not None:
+            labels[GATE] = extend(gate_src, Step(fidx, line, "via", "comparison of target-dependent values"))
+        elif any(v.has(TGT) or v.has(TMIX) for v in per_pos):
+            tgt = next(v for v in per_pos if v.has(TGT) or v.has(TMIX))
+            src = tgt.labels.get(TGT) or tgt.labels[TMIX]
+            others = [v for v in vals if v is not tgt]
+            if all(o.const is not NOCONST for o in others):
+                labels[TLUT] = extend(src, Step(fidx, line, "via", "test on the realized token"))
+            else:
+                labels[TEQ] = extend(src, Step(fidx, line, "via", "target compared with a hint"))
+        elif sum(1 for v in vals if v.agg and v.has(ATT) and v.has(VAL) and not v.has(TRAIN)) >= 1 and all(
+            v.agg or v.const is not NOCONST or not v.labels for v in vals
+        ):
+            src = next(v.labels[ATT] for v in vals if v.has(ATT))
+            labels[SEL] = extend(src, Step(fidx, line, "via", "comparison of validation scores"))
+        for k in (TGT, TMIX, ATT, TKEY):
+            labels.pop(k, None)
+        return V(labels, agg=out.agg)
+
+    def e_ifexp(self, act: Act, node: ast.IfExp) -> V:
+        test = self.eval(act, node.test)
+        body = self.eval(act, node.body)
+        orelse = self.eval(act, node.orelse)
+        out = join(body, orelse)
+        ctrl = self._ctrl_labels(test)
+        if ctrl:
+            out = out.with_labels(ctrl)
+        return out
+
+    def e_namedexpr(self, act: Act, node: ast.NamedExpr) -> V:
+        v = self.eval(act, node.value)
+        self.store_name(act, node.target.id, v, act.stmt)
+        return v
+
+    def e_container(self, act: Act, node) -> V:
+        vals = []
+        for e in node.elts:
+            if isinstance(e, ast.Starred):
+                vals.append(self._element_of(self.eval(act, e.value)))
+            else:
+                vals.append(self.eval(act, e))
+        out = join(*vals) if vals else EMPTY
+        res = V(out.labels, objs=out.objs)
+        if isinstance(node, (ast.Tuple, ast.List)) and not any(isinstance(e, ast.Starred) for e in node.elts):
+            res = _with_items(res, tuple(vals))
+        return res
+
+    def e_dict(self, act: Act, node: ast.Dict) -> V:
+        vals = [self.eval(act, k) for k in node.keys if k is not None]
+        vals += [self.eval(act, v) for v in node.values]
+        out = join(*vals) if vals else EMPTY
+        return V(out.labels, objs=out.objs)
+
+    def e_joinedstr(self, act: Act, node: ast.JoinedStr) -> V:
+        parts = []
+        const = ""
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                pv = self.e_constant(act, v) if isinstance(v.value, str) else EMPTY
+                parts.append(pv)
+                const = const + v.value if const is not None and isinstance(v.value, str) else None
+            else:
+                parts.append(self.eval(act, v))
+                const = None
+        out = combine(parts, drop_fine_if_aggregates=False)
+        return V(out.labels, const=const if const is not None else NOCONST)
+
+    def e_formatted(self, act: Act, node: ast.FormattedValue) -> V:
+        return V(self.eval(act, node.value).labels)
+
+    def e_lambda(self, act: Act, node: ast.Lambda) -> V:
+        f = self.p.func_by_node.get(id(node))
+        return V(objs=frozenset({("func", f)})) if f is not None else EMPTY
+
+    def e_comp(self, act: Act, node) -> V:
+        saved = act.env
+        act.env = dict(act.env)
+        act.loops.append(node)
+        try:
+            for gen in node.generators:
+                it = self.eval(act, gen.iter)
+                self.assign(act, gen.target, self.element(act, gen.iter, it), act.stmt)
+                for cond in gen.ifs:
+                    self.eval(act, cond)
+            if isinstance(node, ast.DictComp):
+                v = join(self.eval(act, node.key), self.eval(act, node.value))
+            else:
+                v = self.eval(act, node.elt)
+        finally:
+            act.loops.pop()
+            act.env = saved
+        return V(v.labels, objs=v.objs)
+
+    def e_starred(self, act: Act, node: ast.Starred) -> V:
+        return self.eval(act, node.value)
+
+    def e_await(self, act: Act, node) -> V:
+        return self.eval(act, node.value)
+
+    # ----------------------------------------------------------------------------------------------
+    def element(self, act: Act, iter_node: ast.AST, it: V) -> V:
+        """The value of one element when iterating ``iter_node``."""
+        if isinstance(iter_node, ast.Call):
+            name = self._callee_name(act, iter_node.func)
+            tail = lib.last(name) if name else None
+            if tail in ("range", "arange") and iter_node.args:
+                start = self.eval_quiet(act, iter_node.args[0]) if len(iter_node.args) >= 2 else V(const=0)
+                f = _form_of(start)
+                form = (f[0], True, f[2]) if f is not None else SYMBOL
+                return V(combine([start]).labels, form=form)
+            if tail == "enumerate" and iter_node.args:
+                inner = self.element(act, iter_node.args[0], self.eval_quiet(act, iter_node.args[0]))
+                return _with_items(V(inner.labels, objs=inner.objs), (V(form=SYMBOL), inner))
+            if tail == "zip" and iter_node.args:
+                elts = [self.element(act, a, self.eval_quiet(act, a)) for a in iter_node.args]
+                j = join(*elts)
+                return _with_items(V(j.labels, objs=j.objs), tuple(elts))
+            if tail in ("items",) and isinstance(iter_node.func, ast.Attribute):
+                v = self.eval_quiet(act, iter_node.func.value)
+                return _with_items(V(v.labels, objs=v.objs), (EMPTY, V(v.labels, objs=v.objs)))
+        return self._element_of(it)
+
+    def _element_of(self, it: V) -> V:
+        items = getattr(it, "items", None)
+        if items:
+            j = join(*items)
+            return V(j.labels, objs=j.objs, form=j.form)
+        return V(it.labels, objs=it.objs, form=it.form)
+
+    def _ctrl_labels(self, test: V) -> dict:
+        out = {}
+        if test.agg:
+            if test.has(SEL):
+                out[SEL] = test.labels[SEL]
+            return out
+        for k in (GATE, SEL):
+            if k in test.labels:
+                out[k] = test.labels[k]
+        if TLUT in test.labels and GATE not in out:
+            out[GATE] = test.labels[TLUT]
+        return out
+
+    def _with_ctrl(self, act: Act, v: V) -> V:
+        for ctrl in act.ctrl:
+            v = v.with_labels(ctrl)
+        return v
+
+    def _join_envs(self, envs: list[dict]) -> dict:
+        envs = [e for e in envs if e is not None]
+        if not envs:
+            return {}
+        if len(envs) == 1:
+            return envs[0]
+        out = dict(envs[0])
+        for e in envs[1:]:
+            for k, v in e.items():
+                old = out.get(k)
+                if old is None:
+                    out[k] = v
+                elif old is not v:
+                    out[k] = join(old, v)
+        return out
+
+    # ==============================================================================================
+    # calls
+    def _callee_name(self, act: Act, func: ast.AST) -> str | None:
+        """The library dotted name of a callee expression, if it names one."""
+        base = func
+        parts = []
+        while isinstance(base, ast.Attribute):
+            parts.append(base.attr)
+            base = base.value
+        if isinstance(base, ast.Call):
+            inner = self._callee_name(act, base.func)
+            if inner is None:
+                return None
+            return ".".join([inner + "()"] + list(reversed(parts))) if parts else inner + "()"
+        if not isinstance(base, ast.Name):
+            return None
+        v = act.env.get(base.id)
+        if v is None:
+            v = self.load_name(act, base.id)
+        mods = [o[1] for o in v.objs if o[0] == "mod"]
+        if mods:
+            return ".".join([mods[0]] + list(reversed(parts)))
+        if not v.objs and not v.labels and base.id in _BUILTINS and base.id not in act.env:
+            return ".".join([base.id] + list(reversed(parts)))
+        return None
+
+    def e_call(self, act: Act, node: ast.Call) -> V:
+        node._pg_file = act.func.file.idx  # for evidence steps in callees
+        func = node.func
+        args = []
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                args.append(self._element_of(self.eval(act, a.value)))
+            else:
+                args.append(self.eval(act, a))
+        kwargs: dict = {}
+        for k in node.keywords:
+            v = self.eval(act, k.value)
+            if k.arg is None:
+                kwargs[None] = join(kwargs.get(None, EMPTY), v)
+            else:
+                kwargs[k.arg] = v
+        recv = None
+        if isinstance(func, ast.Attribute):
+            recv = self.eval(act, func.value)
+            if any(o[0] == "mod" for o in recv.objs) and not any(
+                o[0] in ("inst", "class", "file") for o in recv.objs
+            ):
+                mod = next(o[1] for o in recv.objs if o[0] == "mod")
+                return self.library_call(act, node, f"{mod}.{func.attr}", None, args, kwargs)
+            targets = self._method_targets(recv, func.attr)
+            if targets:
+                return self._call_targets(act, node, targets, args, kwargs)
+            return self.library_call(act, node, "." + func.attr, recv, args, kwargs)
+        fv = self.eval(act, func)
+        mods = [o[1] for o in fv.objs if o[0] == "mod"]
+        targets = [o for o in fv.objs if o[0] in ("func", "class", "meth", "inst")]
+        if targets:
+            return self._call_targets(act, node, targets, args, kwargs)
+        if mods:
+            return self.library_call(act, node, mods[0], None, args, kwargs)
+        if isinstance(func, ast.Name) and func.id in _BUILTINS and not fv.objs and not fv.labels:
+            return self.library_call(act, node, func.id, None, args, kwargs)
+        return self._unknown_call(act, node, fv, args, kwargs)
+
+    def _method_targets(self, recv: V, name: str) -> list:
+        out = []
+        for o in recv.objs:
+            if o[0] in ("inst", "class", "super"):
+                mro = self.p.class_mro(o[1])
+                if o[0] == "super":
+                    mro = mro[1:]
+                for c in mro:
+                    fv = self.fields.get((id(c), name))
+                    if fv is not None and any(x[0] in ("func", "meth", "class", "inst") for x in fv.objs):
+                        out.extend(x for x in fv.objs if x[0] in ("func", "meth", "class", "inst"))
+                        break
+                    m = c.methods.get(name)
+                    if m is not None:
+                        if m.kind == "staticmethod" or (o[0] == "class" and m.kind == "method"):
+                            out.append(("func", m))
+                        else:
+                            selfref = ("class", o[1]) if o[0] == "class" else ("inst", o[1])
+                            out.append(("meth", m, selfref))
+                        break
+            elif o[0] == "file":
+                env = self.module_env.get(o[1].idx, {})
+                fv = env.get(name)
+                if fv is not None:
+                    out.extend(x for x in fv.objs if x[0] in ("func", "class", "meth", "inst"))
+                elif name in o[1].functions:
+                    out.append(("func", o[1].functions[name]))
+                elif name in o[1].classes:
+                    out.append(("class", o[1].classes[name]))
+        return out[:MAX_TARGETS]
+
+    def _call_targets(self, act: Act, node: ast.Call, targets: list, args: list[V], kwargs: dict) -> V:
+        results = []
+        for t in targets[:MAX_TARGETS]:
+            kind = t[0]
+            if kind == "func":
+                results.append(self.call_user(act, t[1], node, args, kwargs, arg_nodes=node.args))
+            elif kind == "meth":
+                m, selfref = t[1], t[2]
+                self_val = V(objs=frozenset({selfref}))
+                if m.name == "step" and self._is_optimizer_class(selfref[1]):
+                    self.emit(act, "step", node, {OPT: ()}, optimizer=selfref[1].name,
+                              temp=self._temporary_optimizer(act, node))
+                results.append(
+                    self.call_user(act, m, node, args, kwargs, self_val=self_val, arg_nodes=node.args)
+                )
+            elif kind == "class":
+                results.append(self.instantiate(act, node, t[1], args, kwargs))
+            elif kind == "inst":
+                cls = t[1]
+                m = self.p.find_method(cls, "__call__") or self.p.find_method(cls, "forward")
+                self._run_hooks(act, node, args)
+                if m is not None:
+                    results.append(
+                        self.call_user(
+                            act,
+                            m,
+                            node,
+                            args,
+                            kwargs,
+                            self_val=V(objs=frozenset({("inst", cls)})),
+                            arg_nodes=node.args,
+                        )
+                    )
+                else:
+                    results.append(self._unknown_call(act, node, EMPTY, args, kwargs))
+        return join(*results) if results else EMPTY
+
+    def _is_optimizer_class(self, cls) -> bool:
+        return any("optim" in b or b.endswith("Optimizer") for b in self.p.library_bases(cls))
+
+    def instantiate(self, act: Act, node: ast.Call, cls, args, kwargs) -> V:
+        inst = V(objs=frozenset({("inst", cls)}))
+        if self._is_optimizer_class(cls):
+            inst = inst.with_labels({OPT: (Step(act.func.file.idx, node.lineno, "source", "optimizer"),)})
+            for a in args:
+                inst = inst.with_labels({k: c for k, c in a.labels.items() if k in (LOCALPARAM, VAL)})
+        init = self.p.find_method(cls, "__init__")
+        if init is not None:
+            self.call_user(act, init, node, args, kwargs, self_val=inst, arg_nodes=node.args)
+        return inst
+
+    def _unknown_call(self, act: Act, node: ast.Call, fv: V, args: list[V], kwargs: dict) -> V:
+        vals = list(args) + list(kwargs.values()) + [fv]
+        out = combine(vals)
+        # functions passed to something we do not know are probably called by it (closures, hooks)
+        for v in vals:
+            for o in v.objs:
+                if o[0] == "func" and o[1].id not in self.analyzed and o[1].id not in self.hook_funcs:
+                    self.call_user(act, o[1], node, [], {})
+        labels = dict(out.labels)
+        if any(v.has(VAL) for v in vals):
+            labels.setdefault(
+                CALLRES, (Step(act.func.file.idx, node.lineno, "via", "result of an unresolved call"),)
+            )
+        return V(labels, agg=out.agg)
+
+    def _run_hooks(self, act: Act, node: ast.Call, args: list[V]) -> None:
+        if not act.hooks:
+            return
+        data = combine(args)
+        if data.has(VAL) or data.has(TRAIN):
+            if data.has(VAL):
+                self.emit(act, "calib", node, data.labels)
+            for h in act.hooks:
+                for o in h.objs:
+                    if o[0] == "func":
+                        self.call_user(act, o[1], node, [EMPTY, data, data], {})
+
+    # ----------------------------------------------------------------------------------------------
+    def library_call(
+        self, act: Act, node: ast.Call, name: str, recv: V | None, args: list[V], kwargs: dict
+    ) -> V:
+        """Semantics of a library function (``name`` dotted) or method (``name`` = ``.method``)."""
+        tail = lib.last(name)
+        is_method = name.startswith(".")
+        fidx = act.func.file.idx
+        line = node.lineno
+        allv = ([recv] if recv is not None else []) + list(args) + list(kwargs.values())
+
+        # --- network / shell ------------------------------------------------------------------
+        if not is_method and (lib.is_network_name(name) or name in lib.SHELL_FUNCS):
+            self._network(act, node, name, args)
+        if is_method and recv is not None and recv.has("NET"):
+            pass
+        # --- data sources -----------------------------------------------------------------------
+        if tail in lib.READERS or name in ("builtins.open", "open", "io.open") or tail.startswith("load_"):
+            if tail not in ("load_state_dict",):
+                src = combine(
+                    ([recv] if recv is not None else [])
+                    + list(args[:1])
+                    + [v for k, v in kwargs.items() if k in ("file", "filename", "path", "f")]
+                )
+                out = dict(src.labels)
+                if src.has(VALPATH):
+                    chain = extend(src.labels[VALPATH], Step(fidx, line, "via", "validation shards read"))
+                    out.setdefault(VAL, chain)
+                    out.setdefault(TOK, chain)
+                if src.has(TRAINPATH):
+                    out.setdefault(
+                        TRAIN, extend(src.labels[TRAINPATH], Step(fidx, line, "via", "training shards read"))
+                    )
+                if is_method and recv is not None and recv.has(TOK):
+                    out.setdefault(TOK, recv.labels[TOK])
+                return V(out)
+        # --- scoring primitives ---------------------------------------------------------------------
+        if tail in lib.CROSS_ENTROPY and not is_method:
+            return self._cross_entropy(act, node, args, kwargs)
+        if tail in lib.SOFTMAX:
+            base = recv if is_method else (args[0] if args else EMPTY)
+            chain = (Step(fidx, line, "source", "model distribution"),)
+            return V(dict(base.labels), agg=False).with_label(DIST, chain).without({TOK})
+        if tail in lib.GATHER:
+            if is_method:
+                base, index = recv, (args[1] if len(args) > 1 else kwargs.get("index", EMPTY))
+            else:
+                base = args[0] if args else kwargs.get("input", kwargs.get("arr", EMPTY))
+                index = (
+                    args[2]
+                    if len(args) > 2 and tail == "gather"
+                    else (args[1] if len(args) > 1 else kwargs.get("index", kwargs.get("indices", EMPTY)))
+                )
+            return self._gather(act, node, base, index)
+        # --- gradients and optimizers --------------------------------------------------------------
+        if tail == "backward" and is_method and recv is not None:
+            self.emit(act, "backward", node, recv.labels, nograd=act.nograd > 0)
+            return EMPTY
+        if name in ("torch.autograd.grad", "torch.autograd.backward"):
+            loss = args[0] if args else kwargs.get("outputs", EMPTY)
+            self.emit(act, "backward", node, loss.labels, nograd=act.nograd > 0)
+            return V({k: c for k, c in loss.labels.items() if k in (VAL, TRAIN)})
+        if tail == "step" and is_method and recv is not None and recv.has(OPT):
+            self.emit(act, "step", node, recv.labels, temp=self._temporary_optimizer(act, node))
+            for a in args:  # LBFGS closures
+                for o in a.objs:
+                    if o[0] == "func":
+                        self.call_user(act, o[1], node, [], {})
+            return EMPTY
+        if (
+            not is_method
+            and name.startswith(lib.OPTIMIZER_PREFIX)
+            and "lr_scheduler" not in name
+            and tail[:1].isupper()
+        ):
+            out = {OPT: (Step(fidx, line, "source", f"optimizer {tail}"),)}
+            for a in allv:
+                for k in (LOCALPARAM, VAL):
+                    if k in a.labels:
+                        out.setdefault(k, a.labels[k])
+            return V(out)
+        if tail in ("Parameter",) and not is_method:
+            base = args[0] if args else EMPTY
+            if act.func.name != "__init__":
+                return base.with_label(LOCALPARAM, (Step(fidx, line, "source", "per-call trainable tensor"),))
+            return base
+        if tail == "requires_grad_" and is_method and recv is not None:
+            val = args[0] if args else V(const=True)
+            if val.const is not False and self._created_here(act, node.func.value):
+                self._mutate(
+                    act,
+                    node.func.value,
+                    V({LOCALPARAM: (Step(fidx, line, "source", "per-call trainable tensor"),)}),
+                )
+            return recv
+        if tail in ("register_forward_hook", "register_forward_pre_hook", "register_full_forward_hook"):
+            for a in args:
+                if any(o[0] == "func" for o in a.objs):
+                    act.hooks.append(a)
+                    for o in a.objs:
+                        if o[0] == "func":
+                            self.hook_funcs.add(o[1].id)
+            return EMPTY
+        # --- state writes ------------------------------------------------------------------------------
+        if name in (
+            "numpy.add.at",
+            "numpy.subtract.at",
+            "numpy.maximum.at",
+            "numpy.put",
+            "numpy.put_along_axis",
+        ) or (is_method and tail in lib.TABLE_WRITE_METHODS):
+            if is_method:
+                table_node = node.func.value
+                idx = args[1] if len(args) > 1 else (args[0] if args else EMPTY)
+                val = args[2] if len(args) > 2 else (args[1] if len(args) > 1 else EMPTY)
+            else:
+                table_node = node.args[0] if node.args else None
+                idx = args[1] if len(args) > 1 else EMPTY
+                val = args[2] if len(args) > 2 else EMPTY
+            if table_node is not None:
+                self._table_write(act, node, table_node, idx, val)
+                self._mutate(act, table_node, combine([idx, val]))
+            return recv.only_data() if recv is not None else EMPTY
+        if tail == "bincount":
+            src = recv if is_method else (args[0] if args else EMPTY)
+            out = dict(src.labels)
+            out.pop(TOK, None)
+            if src.has(VAL) and not src.agg:
+                self.emit(act, "update", node, dict(src.labels), table=None, how="bincount")
+                out[STATE] = (Step(fidx, line, "source", "counts of validation tokens"),)
+            return V(out)
+        # --- in-place mutation / accumulation --------------------------------------------------------
+        if is_method and tail in lib.MUTATORS and recv is not None and isinstance(node.func, ast.Attribute):
+            val = combine(list(args) + list(kwargs.values()))
+            if tail in lib.ACCUMULATORS and args:
+                self._maybe_score(
+                    act, act.stmt or node, node.func.value, args[0], node.args[0] if node.args else None
+                )
+            self._mutate(act, node.func.value, val)
+            return recv.only_data() if tail.endswith("_") else EMPTY
+        # --- artifact / network sinks ---------------------------------------------------------------
+        if name in lib.ARTIFACT_FUNCS or (is_method and tail in ("compress", "write", "save", "dump")):
+            data = combine(
+                list(args[:1]) + ([recv] if tail == "compress" and recv is not None and not recv.objs else [])
+            )
+            if data.has(VAL) and not data.has(ATT) and not data.has(SEL):
+                self.emit(act, "artifact", node, data.labels, sink=name)
+            return V(data.labels)
+        # --- reductions -----------------------------------------------------------------------------
+        if tail in lib.REDUCTIONS or (
+            tail in ("max", "min", "amax", "amin", "logsumexp") and (is_method and not args and not kwargs)
+        ):
+            base = recv if is_method else (args[0] if args else EMPTY)
+            has_dim = bool(args) if is_method else len(args) > 1
+            labels = {k: c for k, c in base.labels.items() if k not in (DIST, TOK)}
+            if "dim" in kwargs or "axis" in kwargs or has_dim or tail == "logsumexp":
+                return V(labels, agg=base.agg)
+            return V(labels, agg=True)
+        if name in ("float", "int", "sum", "bool", "round", "abs", "math.fsum"):
+            base = combine(args, drop_fine_if_aggregates=False)
+            return V(base.labels, agg=name != "abs" or base.agg)
+        if name in ("len",) or (is_method and tail in lib.META_METHODS):
+            return EMPTY
+        # --- selections between predictors ------------------------------------------------------------
+        if (
+            tail in lib.MINMAX
+            or (name in ("min", "max") and len(args) >= 2)
+            or (not is_method and tail in ("min", "max") and len(args) >= 2)
+        ):
+            return self._select(act, node, list(args))
+        if tail == "where" and len(args) == 3:
+            cond, a, b = args
+            out = combine([a, b])
+            ctrl = self._ctrl_labels(V({k: c for k, c in cond.labels.items()}, agg=cond.agg))
+            if not ctrl and cond.has_any((TEQ, TLUT)) and not cond.agg:
+                src = cond.labels.get(TEQ) or cond.labels[TLUT]
+                ctrl = {GATE: extend(src, Step(fidx, line, "via", "selection by a target-dependent test"))}
+            return out.with_labels(ctrl) if ctrl else out
+        if tail in ("masked_fill", "masked_fill_") and len(args) >= 1:
+            mask = args[0]
+            base = recv if recv is not None else EMPTY
+            out = combine([base] + list(args[1:]))
+            if mask.has_any((TEQ, TLUT, GATE)) and not mask.agg:
+                src = mask.labels.get(GATE) or mask.labels.get(TLUT) or mask.labels[TEQ]
+                out = out.with_label(
+                    GATE, extend(src, Step(fidx, line, "via", "masked by a target-dependent test"))
+                )
+            return out
+        # --- identity-like -------------------------------------------------------------------------
+        if is_method and tail in lib.IDENTITY_METHODS and recv is not None:
+            keep = recv
+            return V(
+                keep.labels,
+                objs=keep.objs
+                if tail in ("to", "cuda", "cpu", "float", "half", "bfloat16", "requires_grad_", "type")
+                else frozenset(),
+                form=keep.form,
+                agg=keep.agg,
+            )
+        if not is_method and tail in lib.IDENTITY_FUNCS and args:
+            if tail in ("cat", "concatenate", "stack", "hstack", "vstack", "concat"):
+                parts = [self._element_of(a) for a in args[:1]]
+                out = join(*parts) if parts else EMPTY
+                return V(out.labels, form=None, agg=out.agg)
+            base = args[0]
+            return V(base.labels, form=base.form, agg=base.agg)
+        if not is_method and tail in ("arange", "range"):
+            start = args[0] if len(args) >= 2 else V(const=0)
+            f = _form_of(start)
+            return V(
+                combine(args[:1] if len(args) >= 2 else []).labels,
+                form=(f[0], True, f[2]) if f is not None else SYMBOL,
+            )
+        if not is_method and tail in (
+            "zeros",
+            "ones",
+            "empty",
+            "full",
+            "randn",
+            "rand",
+            "zeros_like",
+            "ones_like",
+            "empty_like",
+            "full_like",
+            "randn_like",
+            "normal",
+            "tensor_like",
+        ):
+            rg = kwargs.get("requires_grad")
+            out = {}
+            if tail.endswith("_like") and args:
+                out = {k: c for k, c in args[0].labels.items() if k in (STATE,)}
+            if rg is not None and rg.const is True and act.func.name != "__init__":
+                out[LOCALPARAM] = (Step(fidx, line, "source", "per-call trainable tensor"),)
+            if tail == "full" and len(args) > 1:
+                out.update({k: c for k, c in args[1].labels.items()})
+            return V(out)
+        if not is_method and name in lib.WRAPPERS:
+            base = args[0] if args else EMPTY
+            return V(base.labels, objs=base.objs)
+        if name in ("getattr",) and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
+            v = self.load_attr(act, args[0], str(node.args[1].value), node)
+            return join(v, args[2]) if len(args) > 2 else v
+        if name in ("setattr",) and len(node.args) >= 3 and isinstance(node.args[1], ast.Constant):
+            t = ast.Attribute(value=node.args[0], attr=str(node.args[1].value), ctx=ast.Store())
+            ast.copy_location(t, node)
+            self.store_attr(act, t, args[2], act.stmt or node)
+            return EMPTY
+        if name == "super":
+            cls = act.func.cls
+            if cls is not None:
+                return V(objs=frozenset({("super", cls)}))
+            return EMPTY
+        if name in ("isinstance", "hasattr", "callable", "print", "id", "type", "repr", "hash"):
+            return EMPTY
+        if name in (
+            "list",
+            "tuple",
+            "sorted",
+            "reversed",
+            "set",
+            "frozenset",
+            "iter",
+            "next",
+            "dict",
+            "enumerate",
+            "zip",
+            "map",
+            "filter",
+        ):
+            vals = list(args)
+            for a in vals:
+                for o in a.objs:
+                    if o[0] == "func" and name in ("map", "filter"):
+                        self.call_user(act, o[1], node, [self._element_of(x) for x in vals[1:]], {})
+            out = combine(vals, drop_fine_if_aggregates=False)
+            objs = frozenset().union(*(a.objs for a in vals)) if vals else frozenset()
+            return V(out.labels, objs=objs)
+        # default: data dependence on everything
+        out = combine(allv)
+        objs = frozenset()
+        if (
+            is_method
+            and recv is not None
+            and tail
+            in (
+                "parameters",
+                "named_parameters",
+                "state_dict",
+                "eval",
+                "train",
+                "modules",
+                "children",
+                "named_modules",
+            )
+        ):
+            objs = recv.objs
+        for v in allv:
+            for o in v.objs:
+                if o[0] == "func" and o[1].id not in self.analyzed and o[1].id not in self.hook_funcs:
+                    self.call_user(act, o[1], node, [], {})
+        return V(out.labels, objs=objs, agg=out.agg)
+
+    def _select(self, act: Act, node: ast.Call, args: list[V]) -> V:
+        """min/max of values: choosing, per position, the better of two predictors of the target is an
+        oracle gate; over aggregated scores it is a best-of-k selection."""
+        out = combine(args, drop_fine_if_aggregates=False)
+        scored = [a for a in args if a.has(ATT)]
+        if len(scored) >= 2:
+            fidx = act.func.file.idx
+            if all(a.agg for a in scored):
+                if not any(a.has(VAL) and not a.has(TRAIN) for a in scored):
+                    return out
+                return out.with_label(
+                    SEL,
+                    extend(scored[0].labels[ATT], Step(fidx, node.lineno, "via", "best of several scores")),
+                )
+            return out.with_label(
+                GATE,
+                extend(
+                    scored[0].labels[ATT],
+                    Step(fidx, node.lineno, "via", "per-token choice of the better prediction"),
+                ),
+            )
+        return out
+
+    def _cross_entropy(self, act: Act, node: ast.Call, args: list[V], kwargs: dict) -> V:
+        fidx = act.func.file.idx
+        line = node.lineno
+        inp = args[0] if args else kwargs.get("input", EMPTY)
+        target_node = node.args[1] if len(node.args) > 1 else lib.kw(node, "target")
+        tgt = args[1] if len(args) > 1 else kwargs.get("target", EMPTY)
+        if target_node is not None:
+            self._add_root(act, target_node)
+        reduction = lib.kw_const(node, "reduction")
+        labels = {k: c for k, c in inp.labels.items() if k not in (DIST, TOK)}
+        for k, c in tgt.labels.items():
+            if k in (VAL, TRAIN, CALLRES, STATE):
+                labels.setdefault(k, c)
+        src = tgt.labels.get(TGT) or (Step(fidx, line, "source", "realized target tokens"),)
+        labels[ATT] = extend(src, Step(fidx, line, "via", "cross-entropy at the target"))
+        if inp.has_any(TARGET_DERIVED) and not inp.agg:
+            k0 = next(k for k in (TKEY, TLUT, TEQ, TMIX, TGT) if k in inp.labels)
+            labels.setdefault(
+                TDIST,
+                extend(
+                    inp.labels[k0], Step(fidx, line, "via", "distribution built from target-dependent values")
+                ),
+            )
+        return V(labels, agg=reduction not in ("none",))
+
+    def _gather(self, act: Act, node: ast.Call, base: V, index: V) -> V:
+        fidx = act.func.file.idx
+        line = node.lineno
+        if base.has(DIST):  # gathering a distribution at an index: the index holds the targets
+            idx_node = None
+            if isinstance(node.func, ast.Attribute) and len(node.args) > 1:
+                idx_node = node.args[1]
+            elif len(node.args) > 2:
+                idx_node = node.args[2]
+            idx_node = idx_node or lib.kw(node, "index") or lib.kw(node, "indices")
+            if idx_node is not None and not index.has(TGT):
+                self._add_root(act, idx_node)
+        labels = {k: c for k, c in base.labels.items() if k not in (DIST, TOK)}
+        for k, c in index.labels.items():
+            if k in (VAL, TRAIN):
+                labels.setdefault(k, c)
+        if index.has(TGT) and not index.has(TMIX):
+            labels[ATT] = extend(
+                index.labels[TGT], Step(fidx, line, "via", "distribution gathered at the target")
+            )
+        elif index.has(TMIX):
+            labels[TKEY] = extend(
+                index.labels[TMIX], Step(fidx, line, "via", "gathered with a key built from the target")
+            )
+        return V(labels, agg=base.agg)
+
+    def _temporary_optimizer(self, act: Act, node: ast.Call) -> bool:
+        """The stepped optimizer updates only objects this function builds itself and never hands
+        out (a throw-away adapter: a compile warm-up on a fresh LoRA, a diagnostic probe).
+
+        Parameters of the function, attributes and globals are persistent state; so is a local
+        object that is returned, stored, or passed on (``m.state_dict()`` into another call)."""
+        if not isinstance(node.func, ast.Attribute):
+            return False
+        root = _root_name(node.func.value)
+        b = act.bind.get(root) if root else None
+        ctor = getattr(b, "value", None)
+        if not isinstance(ctor, ast.Call):
+            return False
+        param_expr = ctor.args[0] if ctor.args else lib.kw(ctor, "params")
+        if param_expr is None:
+            return False
+        objects: set[str] = set()
+        todo = [n.split(".", 1)[0] for n in names_in(param_expr)]
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            nb = act.bind.get(name)
+            if nb is None:
+                if name in act.params or name in act.globals or self.load_name(act, name).objs:
+                    return False  # persistent: a parameter, a global, a module-level object
+                continue  # a comprehension variable (p in [p for p in m.parameters()])
+            value = getattr(nb, "value", None)
+            if isinstance(value, (ast.ListComp, ast.List, ast.GeneratorExp, ast.Tuple)):
+                todo.extend(n.split(".", 1)[0] for n in names_in(value))
+                continue
+            if isinstance(nb, (ast.For, ast.comprehension)):
+                continue
+            if not isinstance(value, ast.Call):
+                return False
+            objects.add(name)
+        return bool(objects) and not any(self._escapes(act.func, name) for name in objects)
+
+    def _escapes(self, func: FuncInfo, name: str) -> bool:
+        """``name`` leaves ``func``: returned, stored in an attribute/container, or passed on."""
+        for node in ast.walk(func.node):
+            if isinstance(node, (ast.Return, ast.Yield)) and node.value is not None and name in names_in(node.value):
+                return True
+            if isinstance(node, ast.Assign) and name in names_in(node.value):
+                if any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in node.targets):
+                    if isinstance(node.value, ast.Name) or name in {
+                            _root_name(node.value)} and not isinstance(node.value, ast.Call):
+                        return True
+            if isinstance(node, ast.Call):
+                for a in list(node.args) + [k.value for k in node.keywords]:
+                    if isinstance(a, ast.Name) and a.id == name and _root_name(node.func) != name:
+                        callee = (dotted(node.func) or "").rsplit(".", 1)[-1].lower()
+                        if any(w in callee for w in ("load_state_dict", "copy", "merge", "append", "extend",
+                                                     "update", "add", "register", "setattr", "save")):
+                            return True
+                    if isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute) and \
+                            a.func.attr in ("state_dict", "parameters", "named_parameters") and \
+                            _root_name(a.func.value) == name and not (
+                                isinstance(node.func, ast.Attribute) and node.func.attr in ("AdamW", "Adam", "SGD")):
+                        callee = (dotted(node.func) or "").lower()
+                        if "optim" not in callee and not callee.endswith(_OPTIMIZER_NAMES):
+                            return True
+        return False
+
+    def _inside(self, func: FuncInfo, node: ast.AST, container: ast.AST) -> bool:
+        parents = func.parents()
+        cur = node
+        while cur is not None:
+            if cur is container:
+                return True
+            cur = parents.get(id(cur))
+        return False
+
+    def _created_here(self, act: Act, expr: ast.AST) -> bool:
+        """Whether ``expr`` names a tensor this function created (zeros/empty/randn/...), not a weight."""
+        if act.func.name == "__init__":
+            return False
+        root = _root_name(expr)
+        b = act.bind.get(root) if root else None
+        value = getattr(b, "value", None)
+        while (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr in lib.IDENTITY_METHODS
+        ):
+            value = value.func.value
+        if not isinstance(value, ast.Call):
+            return False
+        name = self._callee_name(act, value.func) or ""
+        return lib.last(name) in (
+            "zeros",
+            "ones",
+            "empty",
+            "full",
+            "randn",
+            "rand",
+            "zeros_like",
+            "ones_like",
+            "empty_like",
+            "full_like",
+            "randn_like",
+            "tensor",
+            "normal",
+        )
+
+    def _network(self, act: Act, node: ast.Call, name: str, args: list[V]) -> None:
+        if name in lib.SHELL_FUNCS:
+            texts = lib.string_constants(node)
+            for a in args:
+                if isinstance(a.const, str):
+                    texts.append(a.const)
+            for n in ast.walk(node):
+                if isinstance(n, ast.Name):
+                    v = self.load_name(act, n.id)
+                    if isinstance(v.const, str):
+                        texts.append(v.const)
+            hit = next((t for t in texts if lib.NETWORK_COMMAND.search(t)), None)
+            if hit is None:
+                return
+            self.emit(act, "net", node, {}, call=name, detail=hit[:120], strong=True)
+            return
+        self.emit(act, "net", node, {}, call=name, detail=name, strong=True)
+
+
+_BUILTINS = {
+    "len",
+    "range",
+    "min",
+    "max",
+    "sum",
+    "float",
+    "int",
+    "bool",
+    "abs",
+    "round",
+    "list",
+    "tuple",
+    "dict",
+    "set",
+    "frozenset",
+    "sorted",
+    "reversed",
+    "enumerate",
+    "zip",
+    "map",
+    "filter",
+    "iter",
+    "next",
+    "getattr",
+    "setattr",
+    "hasattr",
+    "isinstance",
+    "print",
+    "open",
+    "super",
+    "type",
+    "id",
+    "repr",
+    "hash",
+    "callable",
+    "str",
+    "divmod",
+    "pow",
+    "any",
+    "all",
+}
+_BUILTIN_MODS = set()
+_OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "lbfgs", "rmsprop", "adagrad", "muon", "lion", "adafactor")
+
+
+def _root_name(expr: ast.AST) -> str | None:
+    """The variable a value expression is rooted at: ``y_batch`` for ``y_batch[:, s:].reshape(-1)``."""
+    node = expr
+    while True:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Subscript):
+            node = node.value
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in lib.IDENTITY_METHODS | {"unsqueeze", "squeeze"}
+        ):
+            node = node.func.value
+        elif isinstance(node, ast.Attribute) and node.attr in ("T", "data"):
+            node = node.value
+        elif isinstance(node, ast.Attribute):
+            return dotted(node)
+        elif isinstance(node, ast.Starred):
+            node = node.value
+        else:
+            return None
+
+
+def root_name(expr: ast.AST) -> str | None:
+    return _root_name(expr)
+
+
+def _all_slices(sl: ast.AST) -> bool:
+    return isinstance(sl, ast.Tuple) and all(
+        isinstance(e, ast.Slice) or (isinstance(e, ast.Constant) and e.value is Ellipsis) for e in sl.elts
+    )
+
+
+def _form_of(v: V):
+    if v.form is not None:
+        return v.form
+    if isinstance(v.const, int) and not isinstance(v.const, bool):
+        return (v.const, False, False)
+    if v.const is NOCONST and not v.labels and not v.objs:
+        return SYMBOL
+    return None
+
+
+def _aligned(v: V, allow_const: bool = False) -> bool:
+    """A position at least one past a window base (``ws + s + 1``): the next token, i.e. the target.
+
+    A bare constant index (``header[2]``) is not a position; a constant slice start (``chunk[1:]``)
+    is, relative to the chunk."""
+    f = (
+        v.form
+        if v.form is not None
+        else ((v.const, False, False) if isinstance(v.const, int) and not isinstance(v.const, bool) else None)
+    )
+    if f is None or f[0] < 1 or f[2]:
+        return False
+    return f[1] or allow_const
+
+
+def _with_items(v: V, items: tuple) -> V:
+    return V(v.labels, v.objs, v.form, v.const, v.agg, items)
+
+
+_DISPATCH = {
+    ast.Constant: Interpreter.e_constant,
+    ast.Name: Interpreter.e_name,
+    ast.Attribute: Interpreter.e_attribute,
+    ast.Subscript: Interpreter.e_subscript,
+    ast.BinOp: Interpreter.e_binop,
+    ast.UnaryOp: Interpreter.e_unaryop,
+    ast.BoolOp: Interpreter.e_boolop,
+    ast.Compare: Interpreter.e_compare,
+    ast.IfExp: Interpreter.e_ifexp,
+    ast.Call: Interpreter.e_call,
+    ast.Tuple: Interpreter.e_container,
+    ast.List: Interpreter.e_container,
+    ast.Set: Interpreter.e_container,
+    ast.Dict: Interpreter.e_dict,
+    ast.JoinedStr: Interpreter.e_joinedstr,
+    ast.FormattedValue: Interpreter.e_formatted,
+    ast.Lambda: Interpreter.e_lambda,
+    ast.ListComp: Interpreter.e_comp,
+    ast.SetComp: Interpreter.e_comp,
+    ast.GeneratorExp: Interpreter.e_comp,
+    ast.DictComp: Interpreter.e_comp,
+    ast.Starred: Interpreter.e_starred,
+    ast.Slice: Interpreter.e_slice,
+    ast.NamedExpr: Interpreter.e_namedexpr,
+    ast.Await: Interpreter.e_await,
+}

@@ -1,0 +1,304 @@
+"""C301 train-before-score, C302 SLOT, C401 multi-pass / rescoring, from the order of events.
+
+A *state update* is a backward pass on a loss of validation tokens (then an optimizer step), or a
+write into a table keyed by validation tokens. It is legal when it is *score-first*: some enclosing
+loop that walks the validation data (chunks, windows, document batches) contains, earlier in the
+same iteration, the commit of the scores of those tokens - possibly inside helpers, possibly in an
+outer frame (phased global SGD runs after the phase's documents were scored in the same loop).
+
+- No score-first loop at all -> C301 (pre-quant TTT, adaptation passes before the eval).
+- In a data loop the update comes *before* the score of the same iteration -> C301, or C302 when
+  the optimized tensors are per-window tensors created in the eval (delta / logit bias: SLOT).
+  SLOT whose loss only covers the already-scored context (``[:s]``) is reported as a warning.
+- Score-first, but an enclosing *repeat* loop (epochs over the same tokens) contains both, or the
+  score is only accumulated when the epoch variable says "last epoch" -> C401.
+- A table keyed by validation tokens filled outside any scoring loop, then read by scores -> C401
+  (statistics over the whole validation stream built before scoring, two-pass rescoring).
+"""
+
+from __future__ import annotations
+
+import ast
+
+from auditor.models import Confidence, Severity
+from auditor.static.analysis import Analysis, pos
+from auditor.static.detectors.common import (
+    group_by_site,
+    guard_uses_loop_var,
+    is_repeat_loop,
+    is_score_candidate,
+    order_in_common_loop,
+)
+from auditor.static.events import Event
+from auditor.static.program import names_in
+from auditor.static.values import LOCALPARAM, STATE, TRAIN, VAL
+
+
+def detect(an: Analysis) -> list:
+    out = []
+    scores = [ev for ev in an.events if is_score_candidate(ev)]
+    steps = [ev for ev in an.events if ev.kind == "step"]
+    backwards = [
+        ev for ev in an.events if ev.kind == "backward" and VAL in ev.labels and TRAIN not in ev.labels
+    ]
+    for _site, evs in group_by_site(backwards).items():
+        f = _judge_update(an, evs, scores, steps, kind="train")
+        if f is not None:
+            out.append(f)
+    updates = [ev for ev in an.events if ev.kind == "update" and VAL in ev.labels]
+    for _site, evs in group_by_site(updates).items():
+        f = _judge_update(an, evs, scores, steps, kind="table")
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def _judge_update(an: Analysis, evs: list[Event], scores: list[Event], steps: list[Event], kind: str):
+    verdicts = []
+    for ev in evs:
+        verdicts.append(_judge_one(an, ev, scores, steps, kind))
+    # the site is fine if some path through it is fine
+    if any(v is None for v in verdicts):
+        return None
+    # prefer the most specific explanation
+    order = {"C302": 0, "C401-epochs": 1, "C401-last": 1, "C301-inloop": 2, "C401-stream": 3, "C301": 4}
+    verdicts.sort(key=lambda v: order.get(v["rule"], 9))
+    v = verdicts[0]
+    ev = v["event"]
+    reach = an.reach_events([x["event"] for x in verdicts])
+    sink = an.event_loc(ev)
+    extra = [an.event_loc(s, role="via") for s in v.get("cite", [])]
+    path = an.path(ev.labels.get(VAL, ()), sink=sink, extra=None)
+    if extra:
+        path = path + extra
+    return an.make(
+        v["rule"].split("-")[0],
+        v["message"],
+        location=sink,
+        path=path,
+        reach=reach,
+        confidence=v["confidence"],
+        data=v.get("data", {}),
+        severity=v.get("severity"),
+    )
+
+
+def _judge_one(an: Analysis, ev: Event, scores: list[Event], steps: list[Event], kind: str):
+    """None when score-first; otherwise a dict describing the violation."""
+    before: list[tuple[Event, tuple]] = []
+    after: list[tuple[Event, tuple]] = []
+    for s in scores:
+        r = order_in_common_loop(s, ev)
+        if r is None:
+            continue
+        k, loops, s_first = r
+        (before if s_first else after).append((s, (k, loops)))
+    what = (
+        "an optimizer step on validation tokens"
+        if kind == "train"
+        else "a table keyed by validation tokens is written"
+    )
+    if kind == "train" and not after and _throwaway(ev, steps):
+        return None  # a fresh adapter trained and then discarded (compile warm-up): no scored state changes
+    fn = ev.func
+    for s, (k, loops) in before:
+        # score-first in a loop; but is an enclosing repeat loop revisiting the same tokens?
+        for lp, lfunc in _loops_with_funcs(ev, k, loops):
+            if is_repeat_loop(lfunc, lp) and _contains_loop_of(s, lp):
+                last_guard = _guard_on(s, lp, lfunc)
+                if last_guard is not None:
+                    return {
+                        "rule": "C401-last",
+                        "event": ev,
+                        "cite": [s],
+                        "confidence": Confidence.STRONG,
+                        "message": (
+                            f"The loss is accumulated only when `{ast.unparse(last_guard.test)[:60]}` "
+                            f"(line {last_guard.line}) inside a loop over epochs (line {lp.lineno}) that "
+                            f"also trains on the same validation tokens (line {ev.line}): the reported "
+                            f"score comes from the last of several passes, after the tokens were "
+                            f"trained on (C4, and C3)."
+                        ),
+                    }
+                return {
+                    "rule": "C401-epochs",
+                    "event": ev,
+                    "cite": [s],
+                    "confidence": Confidence.STRONG,
+                    "message": (
+                        f"Scores are committed (line {s.line}) inside a loop over repeated passes "
+                        f"(line {lp.lineno}) that also contains {what} (line {ev.line}): from the second "
+                        f"pass on, tokens are scored again after the state was updated with them (C4)."
+                    ),
+                }
+        return None
+    later = [s for s in scores if s.order > ev.order and s.frames[0].func is ev.frames[0].func]
+    if after:
+        s, (k, loops) = after[0]
+        slot = kind == "train" and _optimizes_local_tensors(ev, steps)
+        if slot:
+            context_only = _context_only(an, ev, s)
+            if context_only:
+                return {
+                    "rule": "C302",
+                    "event": ev,
+                    "cite": [s],
+                    "confidence": Confidence.HEURISTIC,
+                    "severity": Severity.WARNING,
+                    "message": (
+                        f"Per-window tensors are optimized (line {ev.line}) before the window is scored "
+                        f"(line {s.line}), with a loss restricted to the already-scored context: "
+                        f"'causal/context-only SLOT' has no ruling (Issue #1336) and is high-risk."
+                    ),
+                }
+            return {
+                "rule": "C302",
+                "event": ev,
+                "cite": [s],
+                "confidence": Confidence.STRONG,
+                "message": (
+                    f"SLOT: per-window tensors created in the eval (delta / bias) are optimized with a "
+                    f"loss over the window's targets (line {ev.line}) and the same positions are then "
+                    f"scored with them (line {s.line}): each score uses parameters fitted to the token "
+                    f"being scored (C1/C3)."
+                ),
+            }
+        return {
+            "rule": "C301-inloop",
+            "event": ev,
+            "cite": [s],
+            "confidence": Confidence.STRONG,
+            "message": (
+                f"Inside the loop over validation data, {what} (line {ev.line}) before the same "
+                f"iteration's tokens are scored (line {s.line}): state is updated with tokens before "
+                f"their score is committed (C3)."
+            ),
+        }
+    if kind == "train":
+        if not later:
+            return {
+                "rule": "C301",
+                "event": ev,
+                "confidence": Confidence.HEURISTIC,
+                "message": (
+                    f"Backward/optimizer steps on a loss of validation tokens (line {ev.line}) with no "
+                    f"score of those tokens committed before them; no later scoring was found either "
+                    f"(C3: no training on validation tokens before they are scored)."
+                ),
+            }
+        return {
+            "rule": "C301",
+            "event": ev,
+            "cite": [later[0]],
+            "confidence": Confidence.STRONG,
+            "message": (
+                f"The model is trained on validation tokens (backward at line {ev.line}, in "
+                f"`{fn.name}`) before those tokens are scored: no score is committed before the update "
+                f"in any enclosing loop, and the validation set is scored afterwards (line "
+                f"{later[0].line}) with the adapted weights (C3; pre-quant / pre-eval TTT)."
+            ),
+        }
+    # table writes outside any scoring loop: statistics of the stream built before scoring
+    readers = [s for s in later if STATE in s.labels]
+    if not readers:
+        return None
+    return {
+        "rule": "C401-stream",
+        "event": ev,
+        "cite": [readers[0]],
+        "confidence": Confidence.STRONG,
+        "message": (
+            f"A table keyed by validation tokens is filled at line {ev.line} outside any score-first "
+            f"loop, and scores committed later (line {readers[0].line}) read it: statistics of the "
+            f"validation stream (including the tokens being scored) are built before scoring (C4; "
+            f"two-pass / full rescoring)."
+        ),
+    }
+
+
+def _loops_with_funcs(ev: Event, k: int, loops: list):
+    out = []
+    for fr in ev.frames[: k + 1]:
+        for lp in fr.loops:
+            if any(lp is m for m in loops):
+                out.append((lp, fr.func))
+    return out
+
+
+def _contains_loop_of(s: Event, lp) -> bool:
+    return any(any(lp is m for m in fr.loops) for fr in s.frames)
+
+
+def _guard_on(s: Event, lp, lfunc):
+    for fr in s.frames:
+        for g in fr.guards:
+            if g.func is lfunc and guard_uses_loop_var(lfunc, g.test, lp):
+                return g
+    return None
+
+
+def _steps_next_to(ev: Event, steps: list[Event]) -> list[Event]:
+    """Optimizer steps in the same function and call path as a backward event."""
+    out = []
+    for st in steps:
+        if st.frames[0].func is not ev.frames[0].func or len(st.frames) != len(ev.frames):
+            continue
+        same_path = all(a.key() == b.key() for a, b in zip(st.frames[:-1], ev.frames[:-1]))
+        if same_path and st.frames[-1].func is ev.frames[-1].func:
+            out.append(st)
+    return out
+
+
+def _throwaway(ev: Event, steps: list[Event]) -> bool:
+    near = _steps_next_to(ev, steps)
+    return bool(near) and all(st.info.get("temp") for st in near)
+
+
+def _optimizes_local_tensors(ev: Event, steps: list[Event]) -> bool:
+    """Whether the optimizer stepped next to this backward updates tensors created in the eval."""
+    for st in steps:
+        if LOCALPARAM not in st.labels:
+            continue
+        if st.frames[0].func is not ev.frames[0].func or len(st.frames) != len(ev.frames):
+            continue
+        if (
+            all(a.key() == b.key() for a, b in zip(st.frames[:-1], ev.frames[:-1]))
+            and st.frames[-1].func is ev.frames[-1].func
+        ):
+            return True
+    return False
+
+
+def _context_only(an: Analysis, train: Event, score: Event) -> bool:
+    """The SLOT loss is sliced/masked up to the index where the scored slice starts (``[:s]`` vs
+    ``[s:wlen]``): only already-scored context positions are optimized."""
+    score_starts = set()
+    for node in ast.walk(score.node):
+        if isinstance(node, ast.Slice) and node.lower is not None:
+            score_starts |= names_in(node.lower)
+    for b in score.info.get("binds", []):
+        for node in ast.walk(b):
+            if isinstance(node, ast.Slice) and node.lower is not None:
+                score_starts |= names_in(node.lower)
+    if not score_starts:
+        return False
+    func = train.func
+    stops = set()
+    for node in ast.walk(func.node):
+        if (
+            isinstance(node, ast.Slice)
+            and node.upper is not None
+            and node.lower is None
+            and pos(node) < pos(train.node)
+        ):
+            stops |= names_in(node.upper)
+    covers_scored = False
+    for node in ast.walk(func.node):
+        if (
+            isinstance(node, ast.Slice)
+            and node.lower is not None
+            and pos(node) < pos(train.node)
+            and names_in(node.lower) & score_starts
+        ):
+            covers_scored = True
+    return bool(stops & score_starts) and not covers_scored
