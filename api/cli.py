@@ -77,6 +77,7 @@ def worker(
     from redis import Redis
     from redis.exceptions import RedisError
     from rq import Queue, Worker
+    from rq.serializers import JSONSerializer
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     connection = Redis.from_url(redis_url)
@@ -86,7 +87,9 @@ def worker(
         typer.echo(f"error: cannot reach the queue at {_redact(redis_url)}: {exc}", err=True)
         raise typer.Exit(4) from None
     # The default RQ worker forks a child per job: a crashing rerun cannot take the worker down.
-    Worker([Queue(queue, connection=connection)], connection=connection, name=name).work(burst=burst)
+    # JSON serializer, as the service enqueues: nothing on the queue is ever unpickled.
+    Worker([Queue(queue, connection=connection, serializer=JSONSerializer)], connection=connection,
+           name=name, serializer=JSONSerializer).work(burst=burst)
 
 
 def _redact(url: str) -> str:

@@ -11,6 +11,7 @@ silently dropped.
 
 from __future__ import annotations
 
+import base64
 import logging
 import multiprocessing
 import os
@@ -35,7 +36,7 @@ from api.settings import Settings
 
 log = logging.getLogger("pgolf.jobs")
 
-TIMEOUT_GRACE_S = 30  # past the in-worker alarm, the pool is killed: a C loop can ignore signals
+MAX_TIMEOUT_GRACE_S = 30  # past the in-worker alarm, the pool is killed: a C loop can ignore signals
 RERUN_POLL_S = 2.0
 
 
@@ -222,7 +223,11 @@ class JobRunner:
                 if res.rowcount == 1:
                     claimed.append(audit_id)
         for audit_id in claimed:
-            self._submit(audit_id)
+            try:
+                self._submit(audit_id)
+            except Exception as exc:
+                log.exception("could not hand job %s to a worker", audit_id)
+                self._interrupted(audit_id, self.node_id, f"it could not be handed to a worker ({exc})")
 
     def _spec(self, audit_id: str) -> dict[str, Any]:
         with self.sessions() as s:
@@ -252,7 +257,8 @@ class JobRunner:
         fut.add_done_callback(lambda f, a=audit_id: (self._completed.put((a, f)), self._wake.set()))
 
     def _enforce_timeouts(self) -> None:
-        limit = self.settings.audit_timeout_s + TIMEOUT_GRACE_S
+        timeout = self.settings.audit_timeout_s
+        limit = timeout + min(MAX_TIMEOUT_GRACE_S, max(3.0, timeout))
         now = time.monotonic()
         late = [a for a, (t0, _) in self._inflight.items() if now - t0 > limit and a not in self._timed_out]
         if late:
@@ -281,6 +287,9 @@ class JobRunner:
                     self._interrupted(audit_id, self.node_id,
                                       "its worker process died (crash or out of memory)")
                 continue
+            except MemoryError:
+                result = {"ok": False, "error": "the worker process ran out of memory "
+                                                f"(limit {self.settings.worker_memory_mb} MB)"}
             except Exception as exc:  # noqa: BLE001 - e.g. the spec could not be pickled
                 result = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
             self.metrics.audit_seconds.observe(time.monotonic() - started)
@@ -338,10 +347,14 @@ class JobRunner:
                 log.exception("maintenance loop error; retrying")
 
     def _heartbeat(self) -> None:
+        # Only jobs a worker really has: a claimed job that got lost goes stale and is reaped.
+        alive = list(self._inflight.copy())
+        if not alive:
+            return
         with self.sessions() as s:
             s.execute(
                 update(Audit)
-                .where(Audit.status == RUNNING, Audit.worker_id == self.node_id)
+                .where(Audit.status == RUNNING, Audit.worker_id == self.node_id, Audit.id.in_(alive))
                 .values(heartbeat_at=utcnow())
             )
             s.commit()
@@ -350,9 +363,7 @@ class JobRunner:
         cutoff = utcnow() - timedelta(seconds=self.settings.stale_after_s)
         with self.sessions() as s:
             rows = s.execute(
-                select(Audit.id, Audit.worker_id, Audit.heartbeat_at).where(
-                    Audit.status == RUNNING, Audit.worker_id != self.node_id
-                )
+                select(Audit.id, Audit.worker_id, Audit.heartbeat_at).where(Audit.status == RUNNING)
             ).all()
         for audit_id, worker_id, beat in rows:
             if beat is not None and beat.tzinfo is None:  # SQLite drops the zone; values are UTC
@@ -366,8 +377,12 @@ class JobRunner:
         if self._rq is None:
             from redis import Redis
             from rq import Queue
+            from rq.serializers import JSONSerializer
 
-            self._rq = Queue(self.settings.rerun_queue, connection=Redis.from_url(self.settings.redis_url))
+            # JSON, not pickle: a rerun host runs submission code, so what comes back from it is data
+            # to parse, never an object to unpickle in the API process.
+            self._rq = Queue(self.settings.rerun_queue, connection=Redis.from_url(self.settings.redis_url),
+                             serializer=JSONSerializer)
         return self._rq
 
     def _enqueue_rerun(self, audit_id: str) -> None:
@@ -380,7 +395,8 @@ class JobRunner:
             upload = s.get(Upload, audit_id) if job.kind == "upload" else None
             payload = {
                 "kind": job.kind, "repo": job.repo, "ref": job.commit or job.ref, "commit": job.commit,
-                "upload": upload.data if upload else None, "options_json": job.options_json,
+                "upload_b64": base64.b64encode(upload.data).decode() if upload else None,
+                "options_json": job.options_json,
                 "records": list(job.rerun_records or []),
                 "limits": {"max_bytes": self.settings.max_extracted_bytes,
                            "max_members": self.settings.max_archive_members},
@@ -432,6 +448,7 @@ class JobRunner:
         from redis.exceptions import RedisError
         from rq.exceptions import NoSuchJobError
         from rq.job import Job, JobStatus
+        from rq.serializers import JSONSerializer
 
         with self.sessions() as s:
             rows = s.execute(
@@ -443,7 +460,7 @@ class JobRunner:
                 self._enqueue_rerun(audit_id)
                 continue
             try:
-                rq_job = Job.fetch(rq_id, connection=self._queue().connection)
+                rq_job = Job.fetch(rq_id, connection=self._queue().connection, serializer=JSONSerializer)
                 state = rq_job.get_status()
             except NoSuchJobError:
                 if attempts >= self.settings.max_attempts:

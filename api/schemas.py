@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from auditor.pipeline import AuditOptions
+from auditor.options import AuditOptions
 
 # A baseline is a leaderboard row / record folder *name*: never a path on the server.
 BASELINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+()-]{0,199}$")

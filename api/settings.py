@@ -89,6 +89,7 @@ class Settings(BaseModel):
             "PGOLF_MAX_UPLOAD_BYTES": "max_upload_bytes", "PGOLF_AUDIT_TIMEOUT_S": "audit_timeout_s",
             "PGOLF_LS_REMOTE_TIMEOUT_S": "ls_remote_timeout_s", "PGOLF_STALE_AFTER_S": "stale_after_s",
             "PGOLF_HEARTBEAT_S": "heartbeat_s", "PGOLF_MAX_ATTEMPTS": "max_attempts",
+            "PGOLF_WORKER_MEMORY_MB": "worker_memory_mb",
         }
         for var, field in simple.items():
             if env.get(var):

@@ -7,7 +7,9 @@ Nothing here touches the database: the API process owns job state and stores wha
 
 from __future__ import annotations
 
+import base64
 import ctypes
+import os
 import resource
 import signal
 import tempfile
@@ -19,6 +21,9 @@ PR_SET_PDEATHSIG = 1
 
 def init_worker(memory_mb: int) -> None:
     """Process-pool initializer: die with the API process, and cap memory (bombs, runaway parsing)."""
+    # One audit per process: BLAS thread pools would only multiply memory reservations.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     try:  # Linux: SIGKILL us when the parent dies, so a kill -9 of the server leaves no orphan audits.
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
@@ -50,15 +55,17 @@ def run_static(spec: dict[str, Any]) -> dict[str, Any]:
     """One static audit. ``spec``: kind (git|pr|upload), repo, ref, base, commit, base_commit,
     upload (bytes), options_json, timeout_s, limits (archive limits), workroot."""
     from api.archive import ArchiveError, Limits, extract
-    from auditor import report as report_mod
     from auditor.errors import PgolfError
-    from auditor.pipeline import AuditOptions, audit_git, audit_paths
 
-    # The static part never reruns: reruns go to the GPU queue (and never into this process).
-    options = AuditOptions.model_validate_json(spec["options_json"]).model_copy(update={"rerun": False})
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(max(1, int(spec["timeout_s"])))
     try:
+        # Imported under the alarm and the memory limit: a worker too small to import fails the job.
+        from auditor import report as report_mod
+        from auditor.pipeline import AuditOptions, audit_git, audit_paths
+
+        # The static part never reruns: reruns go to the GPU queue (and never into this process).
+        options = AuditOptions.model_validate_json(spec["options_json"]).model_copy(update={"rerun": False})
         with tempfile.TemporaryDirectory(prefix="pgolf-audit-", dir=spec.get("workroot")) as tmp:
             work = Path(tmp)
             if spec["kind"] == "upload":
@@ -105,29 +112,30 @@ def _record_folder(root: Path, rel: str, name: str) -> Path | None:
 def run_rerun(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """An RQ job (``pgolf worker``): rerun each audited record folder and return the results.
 
-    ``payload``: kind, repo, ref, commit, upload (bytes), options_json, records [{path, name}], limits.
+    ``payload`` (JSON): kind, repo, ref, commit, upload_b64, options_json, records [{path, name}], limits.
     Runs submission code, so it belongs on a sandboxed worker host, never in the API.
     """
-    from auditor.rerun.harness import rerun_record
-
     from api.archive import Limits, extract
     from auditor import intake
-    from auditor.pipeline import AuditOptions
+    from auditor.options import AuditOptions
 
     options = AuditOptions.model_validate_json(payload["options_json"])
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pgolf-rerun-") as tmp:
         work = Path(tmp)
         if payload["kind"] == "upload":
-            root = extract(payload["upload"], work / "upload", Limits(**payload["limits"]))
+            data = base64.b64decode(payload["upload_b64"] or "")
+            root = extract(data, work / "upload", Limits(**payload["limits"]))
         else:
             root = intake.checkout_git(payload["repo"], payload["ref"], None, work / "git").path
-        for rec in payload["records"]:
-            folder = _record_folder(root, rec["path"], rec["name"])
-            if folder is None:
-                results.append({"record": rec["path"], "error": "record folder not found in the checkout"})
-                continue
+        folders = [(rec["path"], _record_folder(root, rec["path"], rec["name"])) for rec in payload["records"]]
+        missing = [rel for rel, folder in folders if folder is None]
+        if missing:
+            raise FileNotFoundError(f"record folders not found in the fetched source: {', '.join(missing)}")
+        from auditor.rerun.harness import rerun_record  # the source is in place; now the heavy part
+
+        for rel, folder in folders:
             outcome = rerun_record(folder, options)
             dumped = outcome.model_dump(mode="json") if hasattr(outcome, "model_dump") else dict(vars(outcome))
-            results.append({"record": rec["path"], "result": dumped})
+            results.append({"record": rel, "result": dumped})
     return results

@@ -212,6 +212,19 @@ def schema() -> None:
     _emit(json.dumps(json_schema(), indent=2), None)
 
 
+def _mount_service_commands() -> None:
+    """`pgolf serve` and `pgolf worker` live with the service (api/cli.py); they need the service extra."""
+    try:
+        from api.cli import serve, worker
+    except ImportError:  # installed without the service extra: the audit CLI still works
+        return
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+
+
+_mount_service_commands()
+
+
 @app.command()
 def version() -> None:
     """Print pgolf's version."""

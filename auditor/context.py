@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from auditor.parse.logs import ParsedLog
     from auditor.parse.readme import ReadmeInfo
     from auditor.parse.submission import Submission
-    from auditor.pipeline import AuditOptions
+    from auditor.options import AuditOptions
     from auditor.unwrap import SourceFile
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import rules
 from auditor.models import Confidence, Finding, Location, Severity
 
-DOCS_BASE_URL = "https://github.com/pgolf-dev/pgolf/blob/main/rules/docs/"
+# Where rule docs are published (the service also serves them at /v1/rules/<ID>); override with
+# PGOLF_DOCS_URL, e.g. your fork's blob URL or the service's /v1/rules/ base.
+DOCS_BASE_URL = os.environ.get("PGOLF_DOCS_URL", "https://github.com/pgolf-dev/pgolf/blob/main/rules/docs/")
 
 
 def finding(
@@ -34,6 +37,6 @@ def finding(
         path=path or [],
         data=data or {},
         reachability=reachability,
-        reference=DOCS_BASE_URL + f"{rule.id}.md",
+        reference=DOCS_BASE_URL + (f"{rule.id}.md" if DOCS_BASE_URL.endswith("/docs/") else rule.id),
         origin=origin,
     )

@@ -11,35 +11,17 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
 
 from auditor import __version__, checks, intake, verdict
 from auditor.context import RecordContext
 from auditor.models import AuditReport, Finding, PRScope, RecordAudit, Verdict
+from auditor.options import AuditOptions, Policy
+
+__all__ = ["AuditOptions", "Policy", "audit_git", "audit_paths", "audit_record"]
 from auditor.parse.logs import parse_log, unreadable_log_findings
 from auditor.parse.readme import parse_readme
 from auditor.parse.submission import parse_submission
 from auditor.unwrap import unwrap_folder
-
-Policy = Literal["both", "readme", "frontier"]
-
-
-class AuditOptions(BaseModel):
-    """Options that change an audit's result (and so are part of the service's idempotency key)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    baseline: str | None = None  # a baseline record folder, or a leaderboard row (folder name)
-    policy: Policy = "both"
-    static: bool = True  # the C1-C4 dataflow detectors
-    recompute_code_size: bool = True  # re-minify virtual wrappers (cached; slow on a cold cache)
-    rerun: bool = False  # dynamic rerun in the sandbox (needs the train extra)
-    rerun_probes: tuple[str, ...] = ("trace", "gibbs", "causal")
-    rerun_timeout_s: int = 900
-    rerun_device: str = "cpu"
-
 
 ProgressFn = Callable[[str], None]
 
@@ -150,10 +132,12 @@ def audit_git(
     workdir: Path,
     *,
     progress: ProgressFn | None = None,
+    **git_limits,
 ) -> AuditReport:
-    """Audit what a git ref (a PR head) adds. With ``base``, only the record folders it adds."""
+    """Audit what a git ref (a PR head) adds. With ``base``, only the record folders it adds.
+    ``git_limits`` go to `intake.checkout_git` (``timeout_s``, ``max_bytes``, ...)."""
     options = options or AuditOptions()
-    with intake.checkout_git(repo, ref, base, workdir) as checkout:
+    with intake.checkout_git(repo, ref, base, workdir, **git_limits) as checkout:
         audits = _audit_all(checkout.records, options, progress=progress, jobs=None)
         return _report(audits, options, findings=checkout.scope_findings(), pr=checkout.pr_scope())
 

@@ -18,6 +18,7 @@ Nothing is executed; libcst and ``ast`` only parse.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 import libcst as cst
@@ -26,9 +27,12 @@ import libcst as cst
 FSTRING_MARK = "__pgolf_fstring__"
 FVALUE_MARK = "__pgolf_fvalue__"
 
-MAX_REGION_FIXES = 200  # failing statements handled region by region before giving up
+MAX_REGION_FIXES = 200  # failing statements fixed region by region, then the whole module once
 REGION_LINES_UP = 12  # how far above the error line a statement may start
 REGION_LINES_DOWN = 24  # how far below it a statement may end
+# Bounds on adversarial input: every region fix re-parses the whole text, and libcst is slow.
+REPARSE_CHAR_BUDGET = 20_000_000  # characters ast.parse may see across region fixes
+WHOLE_MODULE_MAX_CHARS = 1_000_000  # the largest real decoded payload is ~400 KB
 
 
 @dataclass
@@ -45,11 +49,11 @@ def parse_python(text: str, filename: str = "<unknown>") -> ParsedSource:
     try:
         return ParsedSource(tree=ast.parse(text, filename=filename))
     except SyntaxError as err:
-        first_error, first_line = _describe(err), err.lineno or 0
+        first_error, first_line, first_msg = _describe(err), err.lineno or 0, str(err.msg)
     except (ValueError, RecursionError, MemoryError) as err:  # NUL bytes, absurd nesting
         return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {err}")
     try:
-        tree, count = _parse_with_fstring_rewrite(text, filename, first_line)
+        tree, count = _parse_with_fstring_rewrite(text, filename, first_line, first_msg)
     except _RewriteFailed:
         return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {first_error}")
     return ParsedSource(tree=tree, used_fallback=True, fstrings_rewritten=count)
@@ -67,24 +71,29 @@ class _RewriteFailed(Exception):
 # Step 2: rewrite the failing statements with libcst, one region at a time.
 
 
-def _parse_with_fstring_rewrite(text: str, filename: str, error_line: int) -> tuple[ast.Module, int]:
+def _parse_with_fstring_rewrite(
+    text: str, filename: str, error_line: int, error_msg: str
+) -> tuple[ast.Module, int]:
     # \r\n and lone \r are newlines for Python too, so this keeps every line number.
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     rewritten_lines: list[tuple[int, int]] = []  # 1-based inclusive ranges we touched
     count = 0
     whole_module_done = False
-    for attempt in range(MAX_REGION_FIXES):
+    region_fixes = max(8, min(MAX_REGION_FIXES, REPARSE_CHAR_BUDGET // max(1, len(text))))
+    for attempt in range(region_fixes + 2):  # + the whole-module rewrite and its parse
         if attempt:  # the caller already parsed the original text once
             try:
                 tree = ast.parse("\n".join(lines), filename=filename)
                 break
             except SyntaxError as err:
-                error_line = err.lineno or 0
+                error_line, error_msg = err.lineno or 0, str(err.msg)
             except (ValueError, RecursionError, MemoryError) as err:
                 raise _RewriteFailed(str(err)) from None
-        region = _rewrite_region(lines, error_line) if 0 < error_line <= len(lines) else None
+        if "f-string" not in error_msg and not _fstring_near(lines, error_line):
+            raise _RewriteFailed("the error is not about an f-string")  # plain bad syntax: fail fast
+        region = _rewrite_region(lines, error_line) if attempt < region_fixes else None
         if region is None:
-            if whole_module_done:
+            if whole_module_done or len(text) > WHOLE_MODULE_MAX_CHARS:
                 raise _RewriteFailed("no rewrite made it parse")
             new_lines, n = _rewrite_lines(lines, indented=False)
             if n == 0:
@@ -106,9 +115,22 @@ def _parse_with_fstring_rewrite(text: str, filename: str, error_line: int) -> tu
     return tree, count
 
 
+FSTRING_OPENER = re.compile(r"(?<![\w])(?:[rR]?[fF]|[fF][rR])['\"]")
+
+
+def _fstring_near(lines: list[str], error_line: int) -> bool:
+    """Only an error at or just below an f-string opener can be a PEP 701 f-string."""
+    if not 0 < error_line <= len(lines):
+        return False
+    start = max(0, error_line - 1 - REGION_LINES_UP)
+    return any(FSTRING_OPENER.search(line) for line in lines[start:error_line])
+
+
 def _rewrite_region(lines: list[str], error_line: int) -> tuple[int, int, list[str], int] | None:
     """Find a small block of whole lines around ``error_line`` that libcst parses as statements,
     and rewrite its offending f-strings. Returns (start, end, new_lines, count) or None."""
+    if not 0 < error_line <= len(lines):
+        return None
     err = error_line - 1
     for start in range(err, max(-1, err - REGION_LINES_UP), -1):
         if not lines[start].strip():
@@ -310,9 +332,10 @@ class _FStringRestorer:
                 values.append(ast.copy_location(ast.Constant(value=arg.value), where))
             elif _is_marker(arg, FVALUE_MARK) and len(arg.args) == 3:
                 value, conversion, spec = arg.args
-                self.restore(arg)  # nested f-strings inside the expression
-                value = arg.args[0]
+                value = self._convert(value)  # the expression may itself be a rewritten f-string
+                self.restore(value)
                 fmt = self._joined(spec, where) if _is_marker(spec, FSTRING_MARK) else None
+                # -1 ("no conversion") parses as a unary minus, not as a Constant
                 conv = conversion.value if isinstance(conversion, ast.Constant) else -1
                 formatted = ast.FormattedValue(value=value, conversion=conv, format_spec=fmt)
                 values.append(ast.copy_location(formatted, where))

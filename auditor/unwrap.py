@@ -854,8 +854,9 @@ class _Interpreter:
             qualified = f"{base.name}.{attr}"
             constant = _module_constant(qualified)
             return constant if constant is not None else _Qualified(qualified)
-        if isinstance(base, PurePosixPath) and attr in ("parent", "name", "stem", "suffix"):
-            return getattr(base, attr)
+        if isinstance(base, PurePosixPath) and attr in ("parent", "parents", "name", "stem", "suffix"):
+            value = getattr(base, attr)
+            return tuple(value) if attr == "parents" else value
         return _BoundMethod(base, attr)
 
     def _binop(self, node: ast.BinOp, scope: _Scope, pos, env: dict) -> Any:
@@ -1071,8 +1072,8 @@ class _Interpreter:
                 steps = tuple(dict.fromkeys(s for i in items for s in i.steps))
                 first = items[0] if items else data
                 return _Data(joined, steps, first.line, first.file, first.member)
-            if method in ("startswith", "endswith") and args:
-                return getattr(value, method)(_plain(args[0]))
+            if method in ("startswith", "endswith", "find", "rfind", "index", "rindex", "count") and args:
+                return getattr(value, method)(*[_plain(a) for a in args])  # code[: code.index("def main")]
         except (TypeError, ValueError, LookupError) as err:  # wrong types, unknown codec, bad bytes
             raise _DecodeFailed(f".{method}(): {err}") from None
         raise _Unresolved(f".{method}() on {type(value).__name__}")

@@ -68,11 +68,17 @@ MANIFEST = {
     1758: "prequant-ttt", 1911: "prequant-ttt", 1958: "prequant-ttt", 1972: "prequant-ttt",
     1992: "prequant-ttt", 1399: "prequant-ttt",
     525: "last-epoch-ttt", 713: "last-epoch-ttt", 568: "last-epoch-ttt",
-    # 2.6 SmearGate across BOS
-    1797: "bos-smear",
+    # 2.6 SmearGate across BOS (#1797 before its fix; later #1787/#1797-derived rows without the mask)
+    # (#1798 and #1837 also ship the unmasked smear but their logs show smear_gate_enabled: False)
+    1797: "bos-smear", 1854: "bos-smear", 1874: "bos-smear",
+    1881: "bos-smear", 1883: "bos-smear", 1920: "bos-smear", 1934: "bos-smear", 1977: "bos-smear",
     # 2.1 trap: hints gated on the realized token
     1967: "target-gated-hint", 2018: "target-gated-hint",
 }
+
+
+# PRs whose head was fixed after the ruling: audit the commit that was reviewed.
+PINNED = {1797: "8e4bea2e0"}
 
 
 def audit_folder(root: Path) -> tuple[list, float, int]:
@@ -133,7 +139,7 @@ def eval_records(records: Path, verbose: bool) -> int:
 
 
 def _added_folders(mirror: Path, pr: int) -> tuple[str, list[str]] | None:
-    ref = f"refs/pull/{pr}/head"
+    ref = PINNED.get(pr, f"refs/pull/{pr}/head")
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(mirror), *args], capture_output=True, text=True).stdout
@@ -146,10 +152,30 @@ def _added_folders(mirror: Path, pr: int) -> tuple[str, list[str]] | None:
     return ref, folders
 
 
-def eval_prs(mirror: Path, verbose: bool) -> None:
+TEXT_SUFFIXES = (".py", ".md", ".log", ".txt", ".json", ".sh", ".cpp", ".c", ".h", ".cu")
+
+
+def _extract_text_files(mirror: Path, ref: str, folder: str, dest: Path) -> None:
+    """Copy the folder's text files out of git (the mirror may lack large binary blobs)."""
+    listing = subprocess.run(["git", "-C", str(mirror), "ls-tree", "-r", "--name-only", ref, "--", folder],
+                             capture_output=True, text=True).stdout.splitlines()
+    for path in listing:
+        if not path.endswith(TEXT_SUFFIXES):
+            continue
+        blob = subprocess.run(["git", "-C", str(mirror), "show", f"{ref}:{path}"], capture_output=True)
+        if blob.returncode != 0:
+            continue
+        out = dest / path[len(folder) + 1:]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(blob.stdout)
+
+
+def eval_prs(mirror: Path, verbose: bool, only: set[str] | None = None) -> None:
     per_family: dict[str, list] = defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
         for pr, family in sorted(MANIFEST.items()):
+            if only and family not in only and str(pr) not in only:
+                continue
             found = _added_folders(mirror, pr)
             if found is None:
                 per_family[family].append((pr, None, "PR head not in the mirror"))
@@ -158,10 +184,7 @@ def eval_prs(mirror: Path, verbose: bool) -> None:
             hits, notes = set(), []
             for folder in folders:
                 dest = Path(tmp) / str(pr) / folder.rsplit("/", 1)[-1]
-                dest.mkdir(parents=True, exist_ok=True)
-                archive = subprocess.run(["git", "-C", str(mirror), "archive", ref, folder], capture_output=True)
-                subprocess.run(["tar", "-x", "-C", str(dest), "--strip-components=3"], input=archive.stdout,
-                               capture_output=True)
+                _extract_text_files(mirror, ref, folder, dest)
                 if not any(dest.rglob("*.py")):
                     continue
                 findings, dt, _ = audit_folder(dest)
@@ -189,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=Path, help="a records/ tree with code (openai/parameter-golf main)")
     ap.add_argument("--mirror", type=Path, help="a bare git mirror with refs/pull/N/head")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every finding")
+    ap.add_argument("--only", action="append", help="a family or PR number to evaluate (repeatable)")
     args = ap.parse_args(argv)
     if args.records is None and args.mirror is None:
         ap.print_help()
@@ -200,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"records tree {args.records} not found; skipped")
     if args.mirror is not None:
         if (args.mirror / "HEAD").exists() or (args.mirror / ".git").exists():
-            eval_prs(args.mirror, args.verbose)
+            eval_prs(args.mirror, args.verbose, set(args.only or []) or None)
         else:
             print(f"mirror {args.mirror} not found; skipped")
     return 0

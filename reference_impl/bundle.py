@@ -164,8 +164,14 @@ def build_script(variant: str = "record") -> str:
     return script
 
 
-def wrap_script(script: str) -> str:
+def wrap_script(script: str, minify: bool = True) -> str:
     """Self-extracting LZMA/base85 wrapper (regime 2 of records-format.md §4.4): the counted code
-    is the wrapper, which the static auditors know how to decode."""
+    is the wrapper, which the static auditors know how to decode. `minify` first strips docstrings
+    and comments with python-minifier (names are kept), as the records did."""
+    if minify:
+        import python_minifier
+
+        script = python_minifier.minify(script, remove_literal_statements=True, rename_locals=False,
+                                        hoist_literals=False)
     payload = base64.b85encode(lzma.compress(script.encode("utf-8"), preset=9 | lzma.PRESET_EXTREME)).decode()
     return f'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("{payload}")))\n'

@@ -16,6 +16,7 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 
+from .evaluate import autocast_for
 from .model import CastedLinear
 
 
@@ -56,7 +57,8 @@ def collect_hessians(model, batches, names: set[str]) -> dict[str, torch.Tensor]
     model.eval()
     try:
         for input_ids in batches:
-            hidden = model.forward_hidden(input_ids)
+            with autocast_for(input_ids.device):
+                hidden = model.forward_hidden(input_ids)
             if "tok_emb.weight" in names:
                 accumulate("tok_emb.weight", hidden)
     finally:

@@ -6,6 +6,7 @@ any attribute by its lower-case name: ``Hyperparameters(iterations=5, model_dim=
 derived attributes (paths, topology) are recomputed after the overrides.
 """
 
+import copy
 import os
 import uuid
 
@@ -163,6 +164,16 @@ class Hyperparameters:
         self.val_files = os.path.join(self.datasets_dir, "fineweb_val_*.bin")
         self.val_bytes_files = os.path.join(self.datasets_dir, "fineweb_val_bytes_*.bin")
         self.logfile = f"logs/{self.run_id}.txt"
+
+    def replace(self, **overrides) -> "Hyperparameters":
+        """A copy with some attributes changed (by lower-case name) and the derived ones recomputed."""
+        clone = copy.copy(self)
+        for key, value in overrides.items():
+            if key.startswith("_") or not hasattr(type(self), key):
+                raise AttributeError(f"unknown hyperparameter {key!r}")
+            setattr(clone, key, value)
+        clone._derive()
+        return clone
 
     def as_dict(self) -> dict:
         """Every public non-callable attribute, class defaults overlaid by instance values."""

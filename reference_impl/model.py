@@ -21,8 +21,11 @@ except ImportError:
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """q: [B, T, H, D]; k, v: [B, T, Hkv, D] (grouped-query). Returns [B, T, H, D]."""
-    if flash_attn_3_func is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
+    """q: [B, T, H, D]; k, v: [B, T, Hkv, D] (grouped-query). Returns [B, T, H, D].
+    On GPUs attention always runs in bf16 (the fused kernels need it), whatever the input dtype."""
+    if q.is_cuda and q.dtype == torch.float32:
+        return causal_attention(q.bfloat16(), k.bfloat16(), v.bfloat16()).float()
+    if flash_attn_3_func is not None and q.is_cuda:
         out = flash_attn_3_func(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
     y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),

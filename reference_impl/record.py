@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from .bundle import build_script, wrap_script
-from .presets import Preset, get_preset
+from .presets import Preset, get_preset, preset_hparams
 from .synthetic import write_synthetic_dataset
 
 FINAL_RE = re.compile(r"^(?P<label>[A-Za-z][\w:+\-. ]*?) val_loss:(?P<loss>[-\d.eE+naif]+) "
@@ -108,9 +108,9 @@ def run_command(nproc: int) -> list[str]:
     return [sys.executable, "train_gpt.py"]
 
 
-def shell_command(preset: Preset, nproc: int, seed: int, data_dir: str) -> str:
+def shell_command(preset: Preset, nproc: int, seed: int, data_dir: str, extra_env: dict) -> str:
     """The command line a reader of the README would type."""
-    env = " ".join(f"{k}={v}" for k, v in {"DATA_DIR": data_dir, "SEED": seed, **preset.env}.items())
+    env = " ".join(f"{k}={v}" for k, v in {"DATA_DIR": data_dir, "SEED": seed, **preset.env, **extra_env}.items())
     runner = (f"torchrun --standalone --nproc_per_node={nproc} train_gpt.py" if nproc > 1
               else "python train_gpt.py")
     return f"{env} \\\n  {runner}"
@@ -178,8 +178,9 @@ def make_submission(preset: Preset, variant: str, runs: list[RunSummary], torch_
 
 
 def make_readme(preset: Preset, variant: str, runs: list[RunSummary], submission: dict, nproc: int,
-                data_note: str) -> str:
+                data_note: str, extra_env: dict) -> str:
     label = runs[0].reported[0]
+    h = preset_hparams(preset.name, extra_env)
     rows = "\n".join(f"| {r.seed} | {r.reported[2]:.8f} | {r.reported[1]:.8f} | {r.artifact_bytes:,} |" for r in runs)
     warning = (f"\n> **DELIBERATELY NON-COMPLIANT TEST SUBJECT** (`{variant}`, see `reference_impl/broken/`). "
                "It exists to exercise the auditor and must never be submitted.\n" if variant != "record" else "")
@@ -199,7 +200,7 @@ as printed on the `Total submission size quantized+brotli` line of each log.
 {data_note}
 
 ```bash
-{shell_command(preset, nproc, runs[0].seed, "./data/")}
+{shell_command(preset, nproc, runs[0].seed, "./data/", extra_env)}
 ```
 
 The script reads everything from environment variables (`class Hyperparameters`); the values above
@@ -208,14 +209,17 @@ this folder.
 
 ## What it does
 
-- Model: tied embeddings, 8 query / 4 KV heads, MLP x4 with LeakyReLU(0.5)^2, partial RoPE, RMS-normed Q/K
-  with a learnable gain, XSA, U-Net skips with sigmoid gates, depth recurrence switched on at 35 % of
-  training, parallel residuals in the late layers, SmearGate masked at BOS, logit softcap 30.
+- Model: {h.num_layers} layers x {h.model_dim}, vocab {h.vocab_size}, tied embeddings, {h.num_heads} query /
+  {h.num_kv_heads} KV heads, MLP x{h.mlp_mult:g} with LeakyReLU({h.leaky_relu_slope:g})^2, partial RoPE
+  ({h.rope_dims} dims), RMS-normed Q/K with a learnable gain (init {h.qk_gain_init:g}), XSA, U-Net skips with
+  sigmoid gates, depth recurrence (layers {h.loop_start}-{h.loop_end} looped, on from {h.enable_looping_at:.0%}
+  of training), parallel residuals from layer {h.parallel_residual_start}, SmearGate masked at BOS, logit
+  softcap {h.logit_softcap:g}.
 - Training: Muon (Newton–Schulz, row-normalized) for block matrices, AdamW for embeddings and scalars,
   linear warmdown, EMA weights; the wallclock cap keeps `GPTQ_RESERVE_SECONDS` for calibration.
 - Artifact: GPTQ with std-based clipping (int6 matrices, int8 embedding, fp16 small tensors), Hessians
   from training data inside the training budget, byte shuffle + brotli.
-- Evaluation: plain, sliding window (stride {preset.env.get('EVAL_STRIDE', '64')}), and score-first chunked TTT:
+- Evaluation: plain, sliding window (stride {h.eval_stride}), and score-first chunked TTT:
   each chunk is scored under `torch.inference_mode()` before the model trains on it; the last chunk is
   never trained on; every target is scored exactly once (checked at run time).
 
@@ -260,6 +264,7 @@ def build_record(preset: str, out: str | Path, seeds: list[int] | None = None, d
         data_dir = Path(data_dir).resolve()
         data_note = "Data: the FineWeb shards and tokenizer under DATA_DIR (Family-B layout)."
 
+    extra_env = {k: str(v) for k, v in (extra_env or {}).items()}
     out.mkdir(parents=True, exist_ok=True)
     script = build_script(variant)
     (out / "train_gpt.py").write_text(wrap_script(script) if wrap else script, encoding="utf-8")
@@ -267,13 +272,13 @@ def build_record(preset: str, out: str | Path, seeds: list[int] | None = None, d
     for seed in seeds:
         log_path = out / f"train_seed{seed}.log"
         _run_seed(spec, nproc, seed, work / f"seed{seed}", out / "train_gpt.py", Path(data_dir).resolve(),
-                  log_path, dict(extra_env or {}), echo)
+                  log_path, extra_env, echo)
         run = parse_run_log(log_path.read_text(encoding="utf-8"), seed, log_path.name)
         run.check_complete()
         runs.append(run)
 
     submission = make_submission(spec, variant, runs, torch.__version__)
     (out / "submission.json").write_text(json.dumps(submission, indent=2) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(make_readme(spec, variant, runs, submission, nproc, data_note), encoding="utf-8")
+    (out / "README.md").write_text(make_readme(spec, variant, runs, submission, nproc, data_note, extra_env), encoding="utf-8")
     return RecordResult(out=out, preset=spec.name, variant=variant, runs=runs, submission=submission,
                         data_dir=Path(data_dir))

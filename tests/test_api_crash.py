@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from test_api_support import AUTH, Server, make_remote
+from test_api_support import AUTH, Server, make_remote, wait_done
 
 pytestmark = pytest.mark.slow
 N = 16
@@ -104,3 +104,18 @@ def test_reruns_left_waiting_without_a_queue_are_failed_with_the_reason(tmp_path
         body = c.get(f"/v1/audits/{audit_id}").json()
     assert body["status"] == "failed" and "without a rerun queue" in body["error"]
     assert body["verdict"] == "PASS"  # the static verdict is kept
+
+
+def test_a_worker_that_runs_out_of_memory_fails_the_job_not_the_server(tmp_path):
+    bare = make_remote(tmp_path, 1)
+    # 120 MB of address space cannot even hold the audit's imports: the worker fails or dies.
+    env = {"PGOLF_WORKER_MEMORY_MB": "120", "PGOLF_AUDIT_TIMEOUT_S": "5"}
+    with Server(tmp_path / "data", workers=1, env=env) as srv, \
+         httpx.Client(base_url=srv.url, headers=AUTH, timeout=60) as c:
+        r = c.post("/v1/audits", json={"repo": str(bare), "ref": "rec-0"})
+        body = wait_done(c, r.json()["id"], timeout=90)
+        assert body["status"] == "failed" and body["error"]
+        # Whichever way it went (MemoryError, a killed worker retried to the limit, or a hang
+        # stopped by the time limit), the reason is recorded and the server keeps serving.
+        assert any(s in body["error"].lower() for s in ("memory", "took longer")), body["error"]
+        assert c.get("/healthz").json()["status"] == "ok"

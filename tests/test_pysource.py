@@ -43,6 +43,7 @@ PEP701_CASES = {
     + "".join(f"    'k{i}': {i},\n" for i in range(30))
     + '    "x": f"{d[§k§]}",\n}\nz = 1\n',
     "crlf_line_endings": 'a = 1\r\nb = f"{d[§k§]}"\r\nc = 2\r\n',
+    "long_triple_quoted": 'x = f"""\n' + "line\n" * 30 + "{d[¶k¶]}\n" + "more\n" * 5 + '"""\n',
 }
 
 

@@ -79,10 +79,19 @@ def test_unknown_variant_is_refused():
         build_script("sneaky")
 
 
-def test_wrapper_decodes_statically_to_the_script():
-    script = build_script("record")
-    wrapped = wrap_script(script)
+def decode_wrapper(wrapped: str) -> str:
     assert wrapped.startswith("import lzma as L,base64 as B\nexec(L.decompress(B.b85decode(\"")
     payload = re.search(r'b85decode\("([^"]+)"\)', wrapped).group(1)
-    assert lzma.decompress(base64.b85decode(payload)).decode() == script
-    assert len(wrapped) < len(script) / 2
+    return lzma.decompress(base64.b85decode(payload)).decode()
+
+
+def test_wrapper_decodes_statically_to_the_script():
+    script = build_script("record")
+    assert decode_wrapper(wrap_script(script, minify=False)) == script
+    wrapped = wrap_script(script)
+    minified = decode_wrapper(wrapped)
+    tree = ast.parse(minified)  # still the same program: same top-level names and env switches
+    assert REQUIRED_ENV <= class_env_vars(tree, "Hyperparameters")
+    assert {n.name for n in tree.body if isinstance(n, ast.FunctionDef)} == {
+        n.name for n in ast.parse(script).body if isinstance(n, ast.FunctionDef)}
+    assert len(wrapped) < len(script) / 3

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import reference_impl.ngram_mix as ngram_mix
+from reference_impl import ngram_mix
 from reference_impl.evaluate import ScoreAccumulator, eval_val_sliding
 from reference_impl.ngram_mix import OnlineNgram, eval_val_ngram_mix, mixture_log_probs
 from reference_impl.testing import random_validation_data, tiny_hparams, tiny_model, torch_threads

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-import reference_impl.broken.last_epoch_only as last_epoch_only
-import reference_impl.ttt as ttt
+from reference_impl import ttt
+from reference_impl.broken import last_epoch_only
 from reference_impl.evaluate import ScoreAccumulator, eval_val_sliding
 from reference_impl.testing import random_validation_data, tiny_hparams, tiny_model, torch_threads
 
@@ -108,7 +108,7 @@ def test_document_ttt_scores_each_chunk_before_stepping_on_it(traced, lora_rank)
     h, val_data = setup(ttt_lora_rank=lora_rank, ttt_lr=0.01)
     model = tiny_model(h)
     reference = {k: v.clone() for k, v in model.state_dict().items()}
-    result, trace = traced(ttt.eval_val_ttt_doc, ttt, h, model, val_data)
+    _, trace = traced(ttt.eval_val_ttt_doc, ttt, h, model, val_data)
     docs = ttt.find_documents(val_data.tokens, h.bos_id)
     expected_steps = sum(-(-(last - first) // h.ttt_chunk_size) - 1 for first, last in docs)
     assert trace.steps == expected_steps and trace.violations == []
@@ -143,13 +143,13 @@ def test_document_ttt_scores_every_document_start_with_the_base_model(monkeypatc
 
 def test_phased_ttt_global_steps_use_only_scored_documents(traced):
     h, val_data = setup(global_ttt_lr=0.05, ttt_batch_seqs=1)
-    result, trace = traced(ttt.eval_val_ttt_phased, ttt, h, tiny_model(h), val_data)
+    _, trace = traced(ttt.eval_val_ttt_phased, ttt, h, tiny_model(h), val_data)
     assert trace.violations == [] and trace.steps > 0
     assert trace.scored == set(range(1, val_data.num_targets + 1))
 
 
 def test_guard_refuses_unscored_targets():
-    h, val_data = setup()
+    _, val_data = setup()
     acc = ScoreAccumulator(val_data)
     acc.add(torch.zeros(3), torch.tensor([1, 2, 3]))
     acc.require_scored(torch.tensor([1, 3]))

@@ -20,7 +20,7 @@ from api.schemas import AuditList, AuditOut, AuditRequest, AuditSummary, ErrorOu
 from api.security import caller_for_post
 from api.sources import SourceError, check_ref, check_repo, resolve_commit
 from auditor import __version__
-from auditor.pipeline import AuditOptions
+from auditor.options import AuditOptions
 
 router = APIRouter(tags=["audits"])
 

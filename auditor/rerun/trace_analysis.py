@@ -160,7 +160,9 @@ class LineAnalysis:
     committed_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     commit_seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per position (-1 none)
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per position
-    values: dict[int, float] = field(default_factory=dict)  # committed per-position scores (where recorded)
+    raw_values: dict[int, float] = field(default_factory=dict)  # as recorded at the reductions
+    values: dict[int, float] = field(default_factory=dict)  # committed per-position NLL (nats), when known
+    values_kind: str = "unknown"  # nll | log-likelihood | probability | unknown
     n_scored: int = 0
     n_bos_scored: int = 0
     mean_of_values: float | None = None
@@ -171,6 +173,7 @@ class LineAnalysis:
         return {
             "label": self.label, "reported": self.reported, "val_loss": self.val_loss, "attribution": self.attribution,
             "n_scored": self.n_scored, "n_bos_scored": self.n_bos_scored, "mean_of_values": self.mean_of_values,
+            "values_kind": self.values_kind,
             "violations": [{"kind": v.kind, "message": v.message, "seq": v.seq, "positions": v.positions,
                             "count": v.count, "where": v.where} for v in self.violations],
             "normalization": self.normalization,
@@ -259,14 +262,41 @@ def analyze_line(tr: Trace, label: str, text: str, seq: int | None, prev_seq: in
     for cid in chunk_ids:
         c = tr.chunks.get(cid)
         if c is not None:
-            la.values.update(c.values)
-    if la.values and len(la.values) >= la.n_scored > 0:
-        la.mean_of_values = float(np.mean([la.values[int(p)] for p in la.committed_pos]))
+            la.raw_values.update(c.values)
+    if la.raw_values and len(la.raw_values) >= la.n_scored > 0:
+        la.mean_of_values = float(np.mean([la.raw_values[int(p)] for p in la.committed_pos]))
+    la.values_kind, la.values = _calibrate(la.raw_values, la.mean_of_values, val_loss)
 
     _check_c4(tr, la, exits, chosen, chunk_ids, is_initial, n_tokens)
     _check_c3(tr, la, is_initial)
-    _check_normalization(tr, la, sev_of=dict(zip(pos.tolist(), sev.tolist())))
+    events_of: dict[int, set] = {}
+    for p_, s_ in zip(pos.tolist(), sev.tolist()):
+        events_of.setdefault(p_, set()).add(s_)
+    # every score computed in this evaluation's window: an element combining several scores
+    # (min(nll_a, nll_b)) keeps only one event id, but its value may come from the other
+    line_events = {int(s_) for s_ in np.unique(sev)} | {
+        sid for sid, sc in tr.scores.items() if prev_seq < sc["seq"] <= hi}
+    _check_normalization(tr, la, events_of, line_events)
     return la
+
+
+def _calibrate(raw: dict[int, float], mean: float | None, val_loss: float | None) -> tuple[str, dict[int, float]]:
+    """What the values recorded at the reductions are, judged against the printed val_loss: the
+    per-token NLL itself, its negative (a log-likelihood summed and negated later), or a probability.
+    Returns (kind, per-position NLL); an empty dict when it cannot be told."""
+    if mean is None or val_loss is None or not raw:
+        return "unknown", {}
+    tol = 1e-3 * max(1.0, abs(val_loss))
+    if abs(mean - val_loss) <= tol:
+        return "nll", dict(raw)
+    if abs(-mean - val_loss) <= tol:
+        return "log-likelihood", {p: -v for p, v in raw.items()}
+    vals = np.array(list(raw.values()))
+    if vals.size and (vals > 0).all() and (vals <= 1 + 1e-6).all():
+        nll = -np.log(vals)
+        if abs(float(nll.mean()) - val_loss) <= tol:
+            return "probability", {p: float(-math.log(v)) for p, v in raw.items()}
+    return "unknown", {}
 
 
 def _check_c4(tr, la, exits, chosen, chunk_ids, is_initial, n_tokens) -> None:
@@ -373,23 +403,26 @@ def _check_c3(tr: Trace, la: LineAnalysis, is_initial: np.ndarray) -> None:
                                        where=_where(u), related=related))
 
 
-def _check_normalization(tr: Trace, la: LineAnalysis, sev_of: dict) -> None:
+def _check_normalization(tr: Trace, la: LineAnalysis, events_of: dict[int, set], line_events: set[int]) -> None:
     verified, unverified, broken = [], [], []
+    probe_rows: dict[int, list] = {}
+    for sid in line_events:
+        for rec in tr.probes.get(sid, []):
+            for i, q in enumerate(rec["pos"]):
+                probe_rows.setdefault(q, []).append((rec, i))
     for p, v in la.values.items():
-        sid = sev_of.get(p)
-        recs = tr.probes.get(sid, []) if sid is not None else []
-        rows = [(rec, i) for rec in recs for i, q in enumerate(rec["pos"]) if q == p]
+        rows = probe_rows.get(p, [])
         if not rows:
             continue
+        # rows of the score events that produced this element first, then the line's others
+        mine = events_of.get(p, set())
+        rows.sort(key=lambda r: r[0]["score"] not in mine)
         status, detail = "unverified", None
         for rec, i in rows:
             x, lse, s, mn = rec["picked"][i], rec["lse"][i], rec["sum"][i], rec["min"][i]
             tol = MATCH_ABS + MATCH_REL * abs(v)
-            interps = []
-            if rec.get("rows_are_logprobs"):
-                interps.append(("log-probabilities", -x, abs(lse) <= NORM_TOL, f"logsumexp {lse:.4g}"))
-            else:
-                interps.append(("log-probabilities", -x, abs(lse) <= NORM_TOL, f"logsumexp {lse:.4g}"))
+            interps = [("log-probabilities", -x, abs(lse) <= NORM_TOL, f"logsumexp {lse:.4g}")]
+            if not rec.get("rows_are_logprobs"):
                 if x > 0:
                     interps.append(("probabilities", -math.log(x), mn >= 0 and abs(s - 1) <= NORM_TOL, f"sum {s:.4g}"))
                 interps.append(("logits", lse - x, True, "softmax"))
@@ -397,7 +430,7 @@ def _check_normalization(tr: Trace, la: LineAnalysis, sev_of: dict) -> None:
             if any(t[2] for t in matching):
                 status = "verified"
                 break
-            if matching:
+            if matching and detail is None:
                 status, detail = "unnormalized", (rec, matching[0])
         if status == "verified":
             verified.append(p)
@@ -406,7 +439,7 @@ def _check_normalization(tr: Trace, la: LineAnalysis, sev_of: dict) -> None:
         else:
             unverified.append(p)
     la.normalization = {"verified": len(verified), "unverified": len(unverified), "unnormalized": len(broken),
-                        "unverified_positions": sorted(unverified)[:64]}
+                        "unverified_positions": sorted(unverified)[:64], "values_kind": la.values_kind}
     if broken:
         p, v, (rec, (name, _, _, stat)) = broken[0]
         sc = tr.scores.get(rec["score"], {})
@@ -429,23 +462,24 @@ class TraceReport:
                 "reported": self.reported.label if self.reported else None, "stats": self.stats}
 
 
-def analyze(tr: Trace, finals: list[dict], initial: np.ndarray, n_tokens: int) -> TraceReport:
-    """``finals``: the script's final metric lines in order, each {label, text, val_loss, val_loss_text,
-    reported}. Each is matched to the trace's record of that stdout line to get its window."""
+def analyze(tr: Trace, metric_lines: list[dict], initial: np.ndarray, n_tokens: int) -> TraceReport:
+    """``metric_lines``: the script's metric lines in stdout order, each {label, text, val_loss,
+    val_loss_text, reported, final}. Every one ends an evaluation window; the final ones are
+    analyzed. Lines are matched to the trace's record of stdout by their text."""
     line_events = list(tr.lines)
     analyses: list[LineAnalysis] = []
-    prev = 0
-    cursor = 0
-    for fl in finals:
+    cursor, prev = 0, 0
+    for fl in metric_lines:
         seq = None
         for j in range(cursor, len(line_events)):
             if line_events[j].get("text", "").strip() == fl["text"].strip():
                 seq, cursor = line_events[j]["seq"], j + 1
                 break
-        la = analyze_line(tr, fl["label"], fl["text"], seq, prev, fl.get("val_loss"), fl.get("val_loss_text"),
-                          initial, n_tokens)
-        la.reported = bool(fl.get("reported"))
-        analyses.append(la)
+        if fl.get("final", True):
+            la = analyze_line(tr, fl["label"], fl["text"], seq, prev, fl.get("val_loss"), fl.get("val_loss_text"),
+                              initial, n_tokens)
+            la.reported = bool(fl.get("reported"))
+            analyses.append(la)
         if seq is not None:
             prev = seq
     reported = next((la for la in analyses if la.reported), analyses[-1] if analyses else None)

@@ -176,19 +176,10 @@ def env_reads(tree: ast.AST) -> dict[str, str | None]:
     return found
 
 
-def _requires_cuda(tree: ast.AST, text: str) -> bool:
-    if "CUDA is required" in text:
-        return True
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.If)
-            and "cuda.is_available" in ast.unparse(node.test)
-            and isinstance(node.test, ast.UnaryOp)
-            and isinstance(node.test.op, ast.Not)
-            and any(isinstance(s, ast.Raise) for s in node.body)
-        ):
-            return True
-    return False
+def _requires_cuda(text: str) -> bool:
+    """The records' explicit refusal (``raise RuntimeError("CUDA is required")``). A guarded check
+    (raise only when DEVICE=cuda was asked for) does not count."""
+    return bool(re.search(r"""["'][^"'\n]*CUDA is required[^"'\n]*["']""", text))
 
 
 def _imported_modules(tree: ast.AST) -> set[str]:
@@ -217,7 +208,7 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
     info.caseops = any(
         k in text for k in ("fineweb_val_bytes", "CASEOPS_ENABLED", "VAL_BYTE_SIDECAR", "_bytes_")
     )
-    info.requires_cuda = _requires_cuda(parsed.tree, text)
+    info.requires_cuda = _requires_cuda(text)
     local = {p.stem for p in folder.glob("*.py")}
     for mod in sorted(_imported_modules(parsed.tree) - local):
         if importlib.util.find_spec(mod) is None:

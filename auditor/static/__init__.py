@@ -11,7 +11,8 @@ from __future__ import annotations
 import ast
 import logging
 
-from auditor.models import Finding
+from auditor.findings import finding
+from auditor.models import Finding, Location, Severity
 from auditor.static.analysis import Analysis, StaticConfig
 from auditor.static.detectors import DETECTORS
 from auditor.static.program import SourceLike
@@ -27,28 +28,45 @@ def analyze(sources: list[SourceLike], config: StaticConfig | None = None) -> An
 
 
 def run_static(sources: list[SourceLike], config: StaticConfig) -> list[Finding]:
-    """Run every static detector over one submission's sources."""
+    """Run every static detector over one submission's sources.
+
+    Never raises on odd code: an internal failure of the analysis (or of one detector) becomes an
+    HYG010 warning saying which part of the static audit is missing."""
     parsed = [_parsed(s) for s in sources]
     parsed = [s for s in parsed if getattr(s, "tree", None) is not None]
     if not parsed:
         return []
-    an = Analysis(parsed, config or StaticConfig())
+    try:
+        an = Analysis(parsed, config or StaticConfig())
+    except (RecursionError, MemoryError, Exception) as exc:  # noqa: BLE001 - reported, never a crash
+        log.exception("static analysis failed")
+        return [_incomplete(parsed, f"the dataflow analysis failed ({type(exc).__name__}: {exc})")]
     findings: list[Finding] = []
     seen: set[tuple] = set()
     for det in DETECTORS:
-        for f in det.detect(an):
-            key = (
-                f.rule_id,
-                f.location.file if f.location else None,
-                f.location.line if f.location else None,
-            )
+        try:
+            found = det.detect(an)
+        except (RecursionError, Exception) as exc:  # noqa: BLE001
+            log.exception("static detector %s failed", det.__name__)
+            found = [_incomplete(parsed, f"detector {det.__name__.rsplit('.', 1)[-1]} failed "
+                                         f"({type(exc).__name__}: {exc})")]
+        for f in found:
+            key = (f.rule_id, f.location.file if f.location else None, f.location.line if f.location else None)
             if key in seen:
                 continue
             seen.add(key)
             findings.append(f)
     if an.interp.truncated:
-        log.info("static analysis budget reached; some call contexts were summarized")
+        findings.append(_incomplete(parsed, "the dataflow analysis reached its budget; some calls were "
+                                            "summarized without following them", severity=Severity.INFO))
     return findings
+
+
+def _incomplete(parsed, why: str, severity: Severity = Severity.WARNING) -> Finding:
+    entry = next((s for s in parsed if getattr(s, "is_entry", False)), parsed[0])
+    return finding("HYG010", f"Static C1-C4 audit incomplete for {entry.path}: {why}.",
+                   location=Location(file=entry.path, wrapper=getattr(entry, "wrapper", None)),
+                   severity=severity)
 
 
 class _Parsed:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from auditor.static import library as lib
 from auditor.static.events import Event, Frame, Guard
-from auditor.static.program import FileInfo, FuncInfo, Program, dotted, names_in, record_import
+from auditor.static.program import FileInfo, FuncInfo, Program, depends_on, dotted, names_in, record_import
 from auditor.static.values import (
     ATT,
     BLEND,
@@ -48,6 +48,7 @@ from auditor.static.values import (
     TLUT,
     TMIX,
     TOK,
+    TPAIR,
     TRAIN,
     TRAINPATH,
     VAL,
@@ -131,6 +132,7 @@ class Interpreter:
         self.steps = 0
         self.budget = budget
         self.truncated = False
+        self._result_names: dict[int, tuple[set[str], set[str]]] = {}
 
     # ==============================================================================================
     # driving
@@ -481,7 +483,7 @@ class Interpreter:
         if isinstance(target, ast.Subscript):
             idx = self.eval_index(act, target.slice)
             self._table_write(act, s, target.value, idx, v)
-            self._mutate(act, target.value, combine([v, idx]) if idx.has_any((VAL, TGT)) else v)
+            self._mutate(act, target.value, combine([v, idx.without(FINE)]) if idx.has_any((VAL, TGT)) else v)
         elif isinstance(target, ast.Name):
             old = self.load_name(act, target.id)
             new = join(old, self._op_result(act, s, old, v, s.op))
@@ -562,7 +564,8 @@ class Interpreter:
         nograd = 0
         for item in s.items:
             v = self.eval(act, item.context_expr)
-            name = self._callee_name(act, item.context_expr)
+            ctx_fn = item.context_expr.func if isinstance(item.context_expr, ast.Call) else item.context_expr
+            name = self._callee_name(act, ctx_fn)
             if name and name.endswith(("no_grad", "inference_mode")):
                 nograd += 1
             if item.optional_vars is not None:
@@ -662,7 +665,7 @@ class Interpreter:
             self._table_write(act, s, target.value, idx, v)
             add = v.without({TOK})
             if idx.has_any((VAL, TGT, TMIX)):
-                add = combine([add, idx])
+                add = combine([add, idx.without(FINE)])
             self._mutate(act, target.value, add)
         elif t is ast.Starred:
             self.assign(act, target.value, v, s)
@@ -802,6 +805,7 @@ class Interpreter:
                     binds.append(b)
         labels = v.labels
         root = _root_name(target)
+        rep = self._reported(act, target, root)
         self.emit(
             act,
             "score",
@@ -812,7 +816,50 @@ class Interpreter:
             strict=v.has(ATT) and v.has(VAL),
             agg=v.agg,
             store=store,
+            reported=rep[0],
+            returned=rep[1],
+            in_module=self._in_module(act.func),
+            detached=_detached(s) or any(_detached(b) for b in binds),
         )
+
+    def _in_module(self, func: FuncInfo) -> bool:
+        """A method of an ``nn.Module`` subclass: model internals compute losses, they do not
+        commit the evaluation's scores."""
+        cls = func.cls
+        if cls is None:
+            return False
+        bases = self.p.library_bases(cls)
+        return any(b.endswith("Module") or b.endswith(".Linear") or b.endswith("Embedding") for b in bases)
+
+    def _reported(self, act: Act, target: ast.AST, root: str | None) -> tuple[bool, bool]:
+        """(reported, returned): the accumulator leaves the function as a result - returned
+        (directly or through values computed from it), printed/logged, an attribute, a parameter
+        the caller passed in, or a global. Returned means the function hands it to its caller."""
+        base = target
+        while isinstance(base, ast.Subscript):
+            base = base.value
+        if isinstance(base, ast.Attribute) or root is None:
+            return True, True
+        if root in act.params or root in act.globals:
+            return True, True
+        func = act.func
+        if func.kind == "module":
+            return True, True
+        rets, logged = self._result_names.get(func.id, (None, None))
+        if rets is None:
+            rets, logged = set(), set()
+            for node in ast.walk(func.node):
+                if isinstance(node, (ast.Return, ast.Yield)) and node.value is not None:
+                    rets |= names_in(node.value)
+                elif isinstance(node, ast.Call):
+                    fname = (dotted(node.func) or "").lower()
+                    if any(w in fname for w in ("log", "print", "write", "info")):
+                        for a in list(node.args) + [k.value for k in node.keywords]:
+                            logged |= names_in(a)
+            self._result_names[func.id] = (rets, logged)
+        returned = bool(rets) and depends_on(func, rets, {root})
+        reported = returned or (bool(logged) and depends_on(func, logged, {root}))
+        return reported, returned
 
     def _persistent(self, act: Act, target: ast.AST) -> bool:
         base = target
@@ -1068,12 +1115,19 @@ class Interpreter:
             labels[DIST] = base.labels[DIST]
         if base.has(TOK) or base.has(VAL):
             self.val_uses[act.func.id].append((names_in(sl), tuple(act.loops)))
+        if base.has(STATE) and idx.has(VAL) and not idx.agg:
+            table_expr = node.value if isinstance(node, ast.Subscript) else getattr(node.func, "value", node)
+            self.emit(act, "tread", node, {}, table=_root_name(table_expr))
         for k, c in idx.labels.items():
             if k in (TGT, TMIX, TEQ, TLUT, GATE, TOK):
                 continue
             labels.setdefault(k, c)
         n_idx = len(sl.elts) if isinstance(sl, ast.Tuple) else 1
         target_idx = idx.has_any((TGT, TMIX)) and not idx.agg
+        if idx.has(TPAIR) and not idx.has(TMIX) and not idx.agg:
+            # an exact (context, target) cell of a flattened table: a distribution read at the target
+            labels[ATT] = extend(idx.labels[TPAIR], Step(fidx, line, "via", "table row read at the target"))
+            return V({k: c for k, c in labels.items() if k not in (TPAIR,)}, form=base.form, agg=base.agg)
         if base.has(TOK) and not target_idx and _aligned(idx):
             chain = (Step(fidx, line, "source", "validation token read at the next position (the target)"),)
             labels[TGT] = chain
@@ -1138,14 +1192,22 @@ class Interpreter:
             except Exception:  # noqa: BLE001
                 const = NOCONST
         labels = out.labels
-        # the target mixed with non-constant data: a key built from the target
+        # the target mixed with non-constant data: a key built from the target. ``row * V + target``
+        # (the target added with coefficient 1) is an exact (context, target) index into a flattened
+        # 2-D table (TPAIR), not a hash; anything that scrambles it (xor, mask, modulo, a multiplier)
+        # makes a hashed key (TMIX).
         for a, b in ((left, right), (right, left)):
-            if a.has(TGT) and not a.agg and (b.const is NOCONST) and not isinstance(op, (ast.Div, ast.Pow)):
-                if TMIX not in labels:
-                    labels = dict(labels)
-                    labels[TMIX] = extend(
-                        a.labels[TGT], Step(fidx, line, "via", "key computed from the target")
-                    )
+            if not a.has_any((TGT, TPAIR)) or a.agg or b.const is not NOCONST or isinstance(op, (ast.Div, ast.Pow)):
+                continue
+            labels = dict(labels)
+            if isinstance(op, ast.Add) and not b.has_any((TGT, TPAIR, TMIX)) and not a.has(TMIX):
+                src = a.labels.get(TPAIR) or a.labels[TGT]
+                labels.setdefault(TPAIR, extend(src, Step(fidx, line, "via", "index of the (context, target) pair")))
+                labels.pop(TMIX, None)
+            elif TMIX not in labels:
+                src = a.labels.get(TGT) or a.labels[TPAIR]
+                labels[TMIX] = extend(src, Step(fidx, line, "via", "key computed from the target"))
+            break
         # a target-keyed value blended with the model's value at the target (probability space)
         if isinstance(op, (ast.Add, ast.Sub, ast.Div)) and not out.agg:
             for a, b in ((left, right), (right, left)):
@@ -1198,10 +1260,13 @@ class Interpreter:
 
     def e_compare(self, act: Act, node: ast.Compare) -> V:
         vals = [self.eval(act, node.left)] + [self.eval(act, c) for c in node.comparators]
+        if all(isinstance(op, (ast.In, ast.NotIn, ast.Is, ast.IsNot)) for op in node.ops):
+            return V(combine(vals, drop_fine_if_aggregates=False).without(FINE | {ATT}).labels)
         return self._compare_result(act, node, vals)
 
     def _compare_result(self, act: Act, node: ast.AST, vals: list[V]) -> V:
         out = combine(vals, drop_fine_if_aggregates=False)
+        carriers = [v for v in vals if v.labels]
         line = getattr(node, "lineno", 0)
         fidx = act.func.file.idx
         labels = dict(out.labels)
@@ -1226,7 +1291,7 @@ class Interpreter:
             labels[SEL] = extend(src, Step(fidx, line, "via", "comparison of validation scores"))
         for k in (TGT, TMIX, ATT, TKEY):
             labels.pop(k, None)
-        return V(labels, agg=out.agg)
+        return V(labels, agg=bool(carriers) and all(v.agg for v in carriers))
 
     def e_ifexp(self, act: Act, node: ast.IfExp) -> V:
         test = self.eval(act, node.test)
@@ -1635,11 +1700,9 @@ class Interpreter:
         if tail == "requires_grad_" and is_method and recv is not None:
             val = args[0] if args else V(const=True)
             if val.const is not False and self._created_here(act, node.func.value):
-                self._mutate(
-                    act,
-                    node.func.value,
-                    V({LOCALPARAM: (Step(fidx, line, "source", "per-call trainable tensor"),)}),
-                )
+                mark = {LOCALPARAM: (Step(fidx, line, "source", "per-call trainable tensor"),)}
+                self._mutate(act, node.func.value, V(mark))
+                return recv.with_labels(mark)
             return recv
         if tail in ("register_forward_hook", "register_forward_pre_hook", "register_full_forward_hook"):
             for a in args:
@@ -1667,7 +1730,7 @@ class Interpreter:
                 val = args[2] if len(args) > 2 else EMPTY
             if table_node is not None:
                 self._table_write(act, node, table_node, idx, val)
-                self._mutate(act, table_node, combine([idx, val]))
+                self._mutate(act, table_node, combine([idx.without(FINE), val]))
             return recv.only_data() if recv is not None else EMPTY
         if tail == "bincount":
             src = recv if is_method else (args[0] if args else EMPTY)
@@ -1677,6 +1740,11 @@ class Interpreter:
                 self.emit(act, "update", node, dict(src.labels), table=None, how="bincount")
                 out[STATE] = (Step(fidx, line, "source", "counts of validation tokens"),)
             return V(out)
+        # --- dict/container lookups by key: the same as an index read ----------------------------------
+        if is_method and tail in ("get", "__getitem__", "setdefault") and recv is not None and node.args \
+                and not recv.objs:
+            read = self._index_read(act, node, recv, args[0], node.args[0])
+            return join(read, args[1]) if len(args) > 1 else read
         # --- in-place mutation / accumulation --------------------------------------------------------
         if is_method and tail in lib.MUTATORS and recv is not None and isinstance(node.func, ast.Attribute):
             val = combine(list(args) + list(kwargs.values()))
@@ -1706,7 +1774,7 @@ class Interpreter:
             return V(labels, agg=True)
         if name in ("float", "int", "sum", "bool", "round", "abs", "math.fsum"):
             base = combine(args, drop_fine_if_aggregates=False)
-            return V(base.labels, agg=name != "abs" or base.agg)
+            return V(base.labels, agg=bool(base.labels) and (name != "abs" or base.agg))
         if name in ("len",) or (is_method and tail in lib.META_METHODS):
             return EMPTY
         # --- selections between predictors ------------------------------------------------------------
@@ -1913,7 +1981,9 @@ class Interpreter:
         for k, c in index.labels.items():
             if k in (VAL, TRAIN):
                 labels.setdefault(k, c)
-        if index.has(TGT) and not index.has(TMIX):
+        if index.has(TPAIR) and not index.has(TMIX):
+            labels[ATT] = extend(index.labels[TPAIR], Step(fidx, line, "via", "table row gathered at the target"))
+        elif index.has(TGT) and not index.has(TMIX):
             labels[ATT] = extend(
                 index.labels[TGT], Step(fidx, line, "via", "distribution gathered at the target")
             )
@@ -2117,6 +2187,16 @@ def _root_name(expr: ast.AST) -> str | None:
             node = node.value
         else:
             return None
+
+
+def _detached(stmt: ast.AST) -> bool:
+    """The statement takes a value out of the autograd graph (.detach(), .item(), float(), numpy)."""
+    for n in ast.walk(stmt):
+        if isinstance(n, ast.Attribute) and n.attr in ("detach", "item", "cpu", "numpy", "tolist"):
+            return True
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("float", "sum"):
+            return True
+    return False
 
 
 def root_name(expr: ast.AST) -> str | None:

@@ -130,16 +130,17 @@ class Reachability:
             if ok:
                 passing.append(sc.name)
         if passing:
-            enabled = [g for g in guards if self._mentions_config(g)]
+            undecided = [g for g in undecided if not self._runtime_only(g)]
             if passing[0] == "the code defaults":
                 text = "reachable with the default configuration"
             else:
+                # the guards this scenario switches on (false with the code defaults)
+                sc = next(x for x in self.scenarios if x.name == passing[0])
+                flipped = [g for g in guards if self.truth(g, self.scenarios[0]) not in (UNKNOWN, g.polarity)
+                           and self.truth(g, sc) == g.polarity]
                 text = f"enabled by {passing[0]}"
-                flags = ", ".join(self.describe(g) for g in enabled[:3])
-                if flags:
-                    text += f" ({flags})"
-            if undecided:
-                text += "; not decided statically: " + ", ".join(self.describe(g) for g in undecided[:2])
+                if flipped:
+                    text += " (" + ", ".join(self.describe(g) for g in flipped[:3]) + ")"
             return Reach("reachable", text)
         g = blocked.get(0) or next(iter(blocked.values()))
         return Reach(
@@ -187,7 +188,7 @@ class Reachability:
             if node.id in ("True", "False", "None"):
                 return {"True": True, "False": False, "None": None}[node.id]
             expr, where = self._local_def(node.id, func, line)
-            if expr is not None:
+            if expr is not None and self._config_related(expr, where, line, 0):
                 return self.ev(expr, where, sc, d, getattr(expr, "lineno", line))
             return UNKNOWN
         if isinstance(node, ast.Attribute):
@@ -315,6 +316,30 @@ class Reachability:
             return self.ev(expr, where, sc, d, getattr(expr, "lineno", line))
         return UNKNOWN
 
+    def _config_related(self, expr: ast.AST, func: FuncInfo, line: int, depth: int) -> bool:
+        """Only names defined from the configuration (environment, config attributes, module-level
+        constant aliases) are substituted; a local ``x = []`` later appended to is not a constant."""
+        if depth > 6:
+            return False
+        if isinstance(expr, ast.Constant):
+            return func.kind == "module"
+        for n in ast.walk(expr):
+            if _is_environ(n) or (isinstance(n, ast.Attribute) and (n.attr in self._config_attrs or n.attr == "getenv")):
+                return True
+            if isinstance(n, ast.Call) and _dotted(n.func) == "getattr":
+                return True
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self" and \
+                    func.cls is not None and self._self_defs(func.cls, n.attr):
+                return True
+            if isinstance(n, ast.Name) and n is not expr:
+                sub, where = self._local_def(n.id, func, line)
+                if sub is not None and self._config_related(sub, where, line, depth + 1):
+                    return True
+        if isinstance(expr, ast.Name):
+            sub, where = self._local_def(expr.id, func, line)
+            return sub is not None and self._config_related(sub, where, line, depth + 1)
+        return False
+
     def _attr_defined(self, attr: str) -> bool:
         return attr in self._config_attrs
 
@@ -407,6 +432,11 @@ class Reachability:
                             ):
                                 out.setdefault(t.attr, (node.value, m))
         return out
+
+    def _runtime_only(self, g: Guard) -> bool:
+        """Guards that depend only on torchrun's environment (rank, world size)."""
+        envs = self._env_names(g)
+        return bool(envs) and all(e in RUNTIME_ENV for e, _ in envs)
 
     def _mentions_config(self, g: Guard) -> bool:
         return bool(self._env_names(g)) or any(

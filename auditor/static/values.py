@@ -27,6 +27,7 @@ TRAIN = "TRAIN"  # derived from training data
 TOK = "TOK"  # *is* the validation token stream (or a view of it), not merely derived from it
 TGT = "TGT"  # the realized target token(s) of scored positions
 TMIX = "TMIX"  # the target mixed with other data (a hash / key built from the target)
+TPAIR = "TPAIR"  # an exact (context, target) index into a flattened 2-D table: row * V + target
 DIST = "DIST"  # a model distribution over the vocabulary (softmax / log-softmax output)
 ATT = "ATT"  # a model value *at* the target: p(x_t), log p(x_t), per-token NLL
 TKEY = "TKEY"  # a value read from a table with a key computed from the target
@@ -44,7 +45,7 @@ NET = "NET"  # a network client / connection object
 
 # Labels that describe the per-position relation to the target; combining two aggregated values
 # (a loss sum with a byte sum, say) drops them, because nothing per-position survives that.
-FINE = frozenset({TGT, TMIX, TKEY, TLUT, TEQ, GATE, BLEND, TDIST})
+FINE = frozenset({TGT, TMIX, TPAIR, TKEY, TLUT, TEQ, GATE, BLEND, TDIST})
 # Target-dependent labels that must not reach a model distribution before it is scored.
 TARGET_DERIVED = frozenset({TGT, TMIX, TKEY, TLUT, TEQ})
 # Labels that stay with the plain data through views/casts only.
@@ -221,7 +222,7 @@ def combine(vals: list[V], *, drop_fine_if_aggregates: bool = True) -> V:
     """Data dependence of an arithmetic/library result on its operands (objects not carried)."""
     carriers = [v for v in vals if v.labels]
     if not carriers:
-        return V(agg=any(v.agg for v in vals))
+        return EMPTY
     labels: dict[str, Chain] = {}
     agg_with_labels = sum(1 for v in carriers if v.agg)
     drop_fine = drop_fine_if_aggregates and agg_with_labels >= 2
@@ -233,7 +234,7 @@ def combine(vals: list[V], *, drop_fine_if_aggregates: bool = True) -> V:
                 continue
             if k not in labels:
                 labels[k] = c
-    return V(labels, agg=any(v.agg for v in vals))
+    return V(labels, agg=any(v.agg for v in carriers))
 
 
 SIG_LABELS = frozenset(

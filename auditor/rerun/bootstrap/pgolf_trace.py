@@ -36,6 +36,7 @@ import linecache
 import os
 import sys
 import threading
+import weakref
 
 import numpy as np
 import torch
@@ -393,6 +394,11 @@ class TaggedFloat(float):
 
     def __abs__(self):
         return self._w(float.__abs__(self))
+
+    def __float__(self):
+        value = float.__float__(self)
+        _use("float", Prov(contrib=self._c), value=value)
+        return value
 
     def __round__(self, n=None):
         return self._w(float.__round__(self, n)) if n is not None else float.__round__(self)
@@ -1077,7 +1083,24 @@ def _h_numpy(func, args, kwargs):
 
 # --- in-place writes, backward, parameters ---------------------------------------------------
 
-_PARAM_STORAGE: set[int] = set()
+_PARAM_STORAGE: dict[int, "weakref.ref"] = {}  # storage pointer -> the parameter that owns it
+
+
+def _register_param(t) -> None:
+    key = _storage_key(t)
+    if key is not None:
+        try:
+            _PARAM_STORAGE[key] = weakref.ref(t)
+        except TypeError:
+            pass
+
+
+def _is_param_storage(t) -> bool:
+    """Whether ``t`` shares storage with a live parameter we have seen (freed memory is reused)."""
+    key = _storage_key(t)
+    ref = _PARAM_STORAGE.get(key) if key is not None else None
+    owner = ref() if ref is not None else None
+    return owner is not None and _storage_key(owner) == key
 _KEYED_WRITES = {
     "index_add_",
     "index_copy_",
@@ -1137,7 +1160,7 @@ def _h_inplace(func, args, kwargs):
         return out
     src = _merge(src_provs) if src_provs else Prov()
     # a gradient-driven change of a parameter outside an optimizer step (manual SGD)
-    if src.bw and not _STATE["in_step"] and _storage_key(dest) in _PARAM_STORAGE:
+    if src.bw and not _STATE["in_step"] and _is_param_storage(dest):
         rec = {
             "ev": "update",
             "kind": "param_inplace",
@@ -1293,9 +1316,7 @@ def _record_backward(roots) -> int | None:
 
 def _tag_grads(leaves, bid: int) -> None:
     for leaf in leaves:
-        key = _storage_key(leaf)
-        if key is not None:
-            _PARAM_STORAGE.add(key)
+        _register_param(leaf)
         g = leaf.grad
         if g is None:
             continue
@@ -1336,9 +1357,7 @@ def _h_autograd_grad(func, args, kwargs):
         return res
     ins = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
     for t in ins:
-        key = _storage_key(t)
-        if key is not None:
-            _PARAM_STORAGE.add(key)
+        _register_param(t)
     return tuple(_wrap(g, Prov(bw=frozenset({bid}))) if isinstance(g, torch.Tensor) else g for g in res)
 
 
@@ -1346,9 +1365,7 @@ def _step_pre_hook(optimizer, args, kwargs):
     bws: set[int] = set()
     for group in optimizer.param_groups:
         for p in group["params"]:
-            key = _storage_key(p)
-            if key is not None:
-                _PARAM_STORAGE.add(key)
+            _register_param(p)
             g = p.grad
             prov = getattr(g, "_pg", None) if g is not None else None
             if prov is not None and prov.bw:
@@ -2252,6 +2269,30 @@ def _register_handlers() -> None:
             _PASS.add(f.__get__)
 
 
+class _LineTap:
+    """Forwards a text stream and records, with a sequence number, every complete line that
+    looks like a metric line, so the analyzer knows which events came before which number."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._buf = ""
+
+    def write(self, text):
+        n = self._stream.write(text)
+        if isinstance(text, str) and ("val_" in text or self._buf):
+            self._buf += text
+            while "\n" in self._buf:
+                line, self._buf = self._buf.split("\n", 1)
+                if "val_loss" in line or "val_bpb" in line:
+                    _emit({"ev": "line", "seq": _next_seq(), "text": line[:1000]})
+            if len(self._buf) > 100_000:
+                self._buf = ""
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def install() -> None:
     global _FD
     fd = os.environ.get("PGOLF_TRACE_FD")
@@ -2264,6 +2305,7 @@ def install() -> None:
     _patch_torch_entry()
     register_optimizer_step_pre_hook(_step_pre_hook)
     register_optimizer_step_post_hook(_step_post_hook)
+    sys.stdout = _LineTap(sys.stdout)
     _emit(
         {
             "ev": "start",

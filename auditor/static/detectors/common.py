@@ -22,8 +22,11 @@ def group_by_site(events: list[Event]) -> dict[tuple, list[Event]]:
 
 
 def is_score_candidate(ev: Event) -> bool:
-    """A score commit, leniently: per-token losses of validation data accumulated persistently."""
-    return ev.kind == "score" and (ATT in ev.labels or (CALLRES in ev.labels and VAL in ev.labels))
+    """A score commit: per-token losses of validation data accumulated into what the function
+    returns (the reported val_loss), not bookkeeping of a training loss."""
+    if ev.kind != "score" or not ev.info.get("reported", True) or ev.info.get("in_module"):
+        return False
+    return ATT in ev.labels or (CALLRES in ev.labels and VAL in ev.labels)
 
 
 def common_prefix(a: Event, b: Event) -> int:

@@ -46,11 +46,63 @@ def detect(an: Analysis) -> list:
         if f is not None:
             out.append(f)
     updates = [ev for ev in an.events if ev.kind == "update" and VAL in ev.labels]
+    reads = [ev for ev in an.events if ev.kind == "tread"]
     for _site, evs in group_by_site(updates).items():
-        f = _judge_update(an, evs, scores, steps, kind="table")
+        f = _judge_table(an, evs, reads, scores)
         if f is not None:
             out.append(f)
     return out
+
+
+def _same_table(update: Event, read: Event) -> bool:
+    a, b = update.info.get("table"), read.info.get("table")
+    return a is None or b is None or a == b or a.split(".")[-1] == b.split(".")[-1]
+
+
+def _judge_table(an: Analysis, evs: list[Event], reads: list[Event], scores: list[Event]):
+    """A table keyed by validation tokens must only be read for scoring *before* it is updated
+    with those tokens (in the same iteration), and never be filled from the whole stream first."""
+    verdicts = []
+    for ev in evs:
+        relevant = [r for r in reads if _same_table(ev, r) and r.frames[0].func is ev.frames[0].func]
+        read_after_in_loop = None
+        read_before_in_loop = False
+        for r in relevant:
+            res = order_in_common_loop(ev, r)
+            if res is None:
+                continue
+            if res[2]:
+                read_after_in_loop = read_after_in_loop or r
+            else:
+                read_before_in_loop = True
+        if read_after_in_loop is not None and not read_before_in_loop:
+            r = read_after_in_loop
+            verdicts.append({"rule": "C301", "event": ev, "cite": [r], "confidence": Confidence.STRONG,
+                             "message": (f"Inside the loop over validation data a table is updated with the current "
+                                         f"tokens (line {ev.line}) before it is read for their scores (line {r.line}): "
+                                         f"each token's own count is in the table when it is scored (C3).")})
+            continue
+        if read_before_in_loop or read_after_in_loop is not None:
+            return None  # score-first cache
+        later = [r for r in relevant if r.order > ev.order]
+        if not later:
+            continue
+        scored_after = [s for s in scores if s.order > ev.order and STATE in s.labels and
+                        s.frames[0].func is ev.frames[0].func]
+        cite = [later[0]] + scored_after[:1]
+        verdicts.append({"rule": "C401", "event": ev, "cite": cite, "confidence": Confidence.STRONG,
+                         "message": (f"A table keyed by validation tokens is filled at line {ev.line} outside any "
+                                     f"score-first loop, and read afterwards to score tokens (line {later[0].line}): "
+                                     f"statistics of the validation stream, including the tokens being scored, are "
+                                     f"built before scoring (C4; two-pass / full rescoring).")})
+    if not verdicts:
+        return None
+    v = verdicts[0]
+    ev = v["event"]
+    reach = an.reach_events([x["event"] for x in verdicts])
+    sink = an.event_loc(ev)
+    path = an.path(ev.labels.get(VAL, ()), sink=sink) + [an.event_loc(c, role="via") for c in v["cite"]]
+    return an.make(v["rule"], v["message"], location=sink, path=path, reach=reach, confidence=v["confidence"])
 
 
 def _judge_update(an: Analysis, evs: list[Event], scores: list[Event], steps: list[Event], kind: str):
@@ -118,6 +170,22 @@ def _judge_one(an: Analysis, ev: Event, scores: list[Event], steps: list[Event],
                             f"also trains on the same validation tokens (line {ev.line}): the reported "
                             f"score comes from the last of several passes, after the tokens were "
                             f"trained on (C4, and C3)."
+                        ),
+                    }
+                later = [x for x in scores if x.order > ev.order and x.frames[0].func is ev.frames[0].func
+                         and not _contains_loop_of(x, lp)]
+                if not s.info.get("returned") and later:
+                    # the pass loop only logs its training loss; the reported score comes later
+                    return {
+                        "rule": "C301",
+                        "event": ev,
+                        "cite": [later[0]],
+                        "confidence": Confidence.STRONG,
+                        "message": (
+                            f"The model is trained on validation tokens for several passes (backward at line "
+                            f"{ev.line}, in `{ev.func.name}`, loop at line {lp.lineno}); the loss logged there is "
+                            f"bookkeeping, and the reported score is computed afterwards (line {later[0].line}) "
+                            f"on tokens the model was already trained on (C3; pre-quant / pre-eval TTT)."
                         ),
                     }
                 return {

@@ -22,7 +22,7 @@ from __future__ import annotations
 from auditor.models import Confidence
 from auditor.static.analysis import Analysis
 from auditor.static.detectors.common import group_by_site
-from auditor.static.values import BLEND, GATE, STATE, TKEY, TMIX
+from auditor.static.values import BLEND, GATE, STATE, TKEY, TMIX, VAL
 
 
 def _key_step(chain, prefixes):
@@ -39,7 +39,8 @@ def _by_use(chain) -> bool:
 
 def detect(an: Analysis) -> list:
     out = []
-    scores = [ev for ev in an.events if ev.kind in ("score", "ret")]
+    # scores of validation tokens only (training losses carry the same shapes)
+    scores = [ev for ev in an.events if ev.kind in ("score", "ret") and VAL in ev.labels]
     best_lines = {(ev.file.idx, ev.line) for ev in an.events if ev.kind == "best"}
 
     # -- C101 / C201: group by the table read (one finding per lookup site) ---------------------
@@ -62,7 +63,9 @@ def detect(an: Analysis) -> list:
         key = _key_step(chain, ("key computed from the target",))
         sink = an.event_loc(ev)
         reach = an.reach_events(evs)
-        complete = _by_use(chain) or (STATE in ev.labels and BLEND in ev.labels)
+        # complete path: the target is identified by its use, or the keyed value is blended into the
+        # probability of the target that is scored
+        complete = _by_use(chain) or any(BLEND in e.labels for e in evs)
         msg = (
             f"A table is read with a key built from the realized target token "
             f"(key at line {key.line if key else '?'}, read at line {read.line}) and the value reaches the "
