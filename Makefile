@@ -4,7 +4,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pgolf-installed
-EXAMPLES := examples/records/track_10min_16mb
+EXAMPLES := examples/records/track_non_record_16mb
 
 .PHONY: setup demo test bench lint
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(BIN)/pgolf audit "$(EXAMPLES)/2026-11-01_Reference_TinyCPU_ScoreFirstTTT"; rc=$$?; \
 	  echo "exit code $$rc (expected 0: PASS)"; test $$rc -eq 0
-	@$(BIN)/pgolf audit "$(EXAMPLES)/2026-11-02_Broken_SLOT_NgramCache"; rc=$$?; \
+	@$(BIN)/pgolf audit "$(EXAMPLES)/2026-11-02_Broken_SLOT"; rc=$$?; \
 	  echo "exit code $$rc (expected 1: FAIL)"; test $$rc -eq 1
 
 test: $(STAMP)

@@ -212,6 +212,32 @@ def schema() -> None:
     _emit(json.dumps(json_schema(), indent=2), None)
 
 
+@app.command()
+def train(
+    preset: Annotated[str, typer.Option(help="record-8xh100 | 1xh100 | tiny-cpu")],
+    out: Annotated[Path, typer.Option(help="Record folder to create.")],
+    seed: Annotated[list[int] | None, typer.Option(help="Seed to run (repeatable).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="DATA_DIR with datasets/ and tokenizers/.")] = None,
+    nproc: Annotated[int | None, typer.Option(help="Processes (GPUs) per run.")] = None,
+    wrap: Annotated[bool, typer.Option(help="Ship train_gpt.py as an LZMA+base85 wrapper.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="Do not echo the training logs.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the preset's hyperparameters; run nothing.")] = False,
+) -> None:
+    """Train the reference stack (reference_impl/) and write a complete record folder."""
+    # Imported here: torch takes seconds to import and the audit commands never need it.
+    from reference_impl.cli import describe_command, train_command
+
+    if dry_run:
+        _emit(describe_command(preset), None)
+        return
+    result = train_command(preset, out, seeds=seed or None, data_dir=data_dir, nproc=nproc,
+                           wrap=wrap, overwrite=overwrite, quiet=quiet)
+    sub = result.submission
+    err.print(f"wrote {result.out}: val_bpb {sub['val_bpb']:.8f} over seeds {sub['seeds']}, "
+              f"bytes_total {sub['bytes_total']:,}")
+
+
 def _mount_service_commands() -> None:
     """`pgolf serve` and `pgolf worker` live with the service (api/cli.py); they need the service extra."""
     try:

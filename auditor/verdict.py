@@ -21,11 +21,15 @@ def decide(findings: Iterable[Finding], *, error: str | None = None) -> Verdict:
     for f in findings:
         if f.severity is Severity.ERROR and f.confidence in (Confidence.PROOF, Confidence.STRONG):
             return Verdict.FAIL
-        if f.severity is Severity.ERROR or (
-            f.severity is Severity.WARNING and f.rule_id not in _SOFT_WARNING_RULES
-        ):
+        if f.severity is Severity.ERROR or (f.severity is Severity.WARNING and not _soft(f)):
             verdict = Verdict.NEEDS_REVIEW
     return verdict
+
+
+def _soft(f: Finding) -> bool:
+    """A warning reported for the record but not worth a reviewer's time on its own: a soft rule,
+    or code that the effective configuration (README command, logged hyperparameters) never runs."""
+    return f.rule_id in _SOFT_WARNING_RULES or f.data.get("reach") == "unreachable"
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:

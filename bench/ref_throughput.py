@@ -100,7 +100,7 @@ def convergence(h: Hyperparameters, device, workdir: Path) -> dict:
     (model, info), train_s = timed(device, lambda: train_model(h, device, val_data))
     pre, _ = timed(device, lambda: eval_val(h, device, val_data, model))
     sizes, quant_s = timed(device, lambda: serialize(h, model, "# bench\n", device))
-    results = {"steps": info["steps"], "train_s": round(train_s, 1),
+    results = {"steps": info["steps"], "train_s": round(train_s, 1), "train_loss_curve": info["train_losses"],
                "train_tokens_per_s": round(info["steps"] * h.train_batch_tokens / (info["train_time_ms"] / 1000)),
                "pre_quant": {"val_loss": round(pre[0], 4), "val_bpb": round(pre[1], 4)},
                "gptq_and_compress_s": round(quant_s, 1), "model_bytes": sizes["model_bytes"]}

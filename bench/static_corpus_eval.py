@@ -95,13 +95,14 @@ def audit_folder(root: Path) -> tuple[list, float, int]:
     readme = root / "README.md"
     if readme.exists():
         env = parse_readme(readme, "README.md").env_for_seed(None)
-    hps = []
+    hps, texts = [], []
     for log in sorted(p for p in root.rglob("*") if p.suffix in (".log", ".txt") and "requirements" not in p.name):
         parsed = parse_log(log, str(log.relative_to(root)))
         if parsed.hyperparameters and parsed.hyperparameters not in hps:
             hps.append(parsed.hyperparameters)
+        texts.append(log.read_text(encoding="utf-8", errors="replace")[:4_000_000])
     date = root.name[:10] if len(root.name) >= 10 and root.name[4] == "-" else None
-    config = StaticConfig(readme_env=env, hyperparameters=hps, submission_date=date)
+    config = StaticConfig(readme_env=env, hyperparameters=hps, submission_date=date, log_texts=texts)
     sources = [s for s in unwrapped.sources if s.tree is not None]
     t0 = time.perf_counter()
     findings = run_static(sources, config)

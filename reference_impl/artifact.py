@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .data import TrainLoader
+from .evaluate import dist_ready
 from .gptq import (
     collect_hessians,
     dequantize_state_dict,
@@ -85,12 +86,16 @@ def calibration_batches(h, model, device) -> list[torch.Tensor]:
     return [loader.next_batch(local_seqs, device)[0] for _ in range(h.gptq_calibration_batches)]
 
 
-def average_hessians_across_ranks(hessians: dict) -> dict:
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+def average_hessians_across_ranks(hessians: dict, device) -> dict:
+    """Every rank saw different calibration batches; all must quantize with the same Hessians."""
+    if not dist_ready():
         return hessians
-    for name in sorted(hessians):
-        torch.distributed.all_reduce(hessians[name], op=torch.distributed.ReduceOp.AVG)
-    return hessians
+    averaged = {}
+    for name in sorted(hessians):  # same order on every rank
+        total = hessians[name].to(device)
+        torch.distributed.all_reduce(total)
+        averaged[name] = (total / torch.distributed.get_world_size()).cpu()
+    return averaged
 
 
 def serialize(h, model, code: str, device) -> dict:
@@ -104,10 +109,7 @@ def serialize(h, model, code: str, device) -> dict:
     log(f"GPTQ:collecting Hessians from {h.gptq_calibration_source} calibration data...")
     t0 = time.perf_counter()
     batches = calibration_batches(h, model, device)
-    hessians = collect_hessians(model, batches, set(bits_by_name))
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        hessians = {k: v.to(device) for k, v in hessians.items()}
-        hessians = {k: v.cpu() for k, v in average_hessians_across_ranks(hessians).items()}
+    hessians = average_hessians_across_ranks(collect_hessians(model, batches, set(bits_by_name)), device)
     log(f"GPTQ:collected {len(hessians)} Hessians in {time.perf_counter() - t0:.1f}s")
     tensors, meta = quantize_state_dict(model.state_dict(), hessians, bits_by_name, h, device=device)
     for line in quantization_summary_lines(meta):

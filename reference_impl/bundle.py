@@ -19,6 +19,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE = PACKAGE_DIR.name
 ENTRY_MODULE = "pipeline"
+LEADING_MODULES = ("hparams", "logging_fmt")  # Hyperparameters first, as in every record script
 BROKEN_VARIANTS = ("prequant_ttt", "slot", "ngram_target_cache", "two_pass", "best_of_k", "last_epoch_only")
 
 
@@ -94,8 +95,9 @@ class _Module:
         return f"# {'-' * 30} {PACKAGE}/{self.path.relative_to(PACKAGE_DIR)} {'-' * 30}\n{text}\n"
 
 
-def _load_in_order(entry: str) -> list[_Module]:
-    """Depth-first post-order over intra-package imports: dependencies before dependents."""
+def _load_in_order(*entries: str) -> list[_Module]:
+    """Depth-first post-order over intra-package imports from each entry in turn: dependencies
+    before dependents."""
     ordered: list[_Module] = []
     seen: dict[str, _Module | None] = {}
 
@@ -111,7 +113,8 @@ def _load_in_order(entry: str) -> list[_Module]:
         seen[name] = module
         ordered.append(module)
 
-    visit(entry)
+    for entry in entries:
+        visit(entry)
     return ordered
 
 
@@ -137,7 +140,7 @@ def build_script(variant: str = "record") -> str:
     (see reference_impl/broken/). Broken variants are never part of a record preset."""
     if variant != "record" and variant not in BROKEN_VARIANTS:
         raise BundleError(f"unknown variant {variant!r}; choose record or one of {', '.join(BROKEN_VARIANTS)}")
-    modules = _load_in_order(ENTRY_MODULE)
+    modules = _load_in_order(*LEADING_MODULES, ENTRY_MODULE)
     overriding: set[str] = set()
     if variant != "record":
         known = {m.name for m in modules}

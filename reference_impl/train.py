@@ -95,6 +95,7 @@ def train_model(h, device, val_data) -> tuple[GPT, dict]:
     ema_names = list(model.state_dict().keys())
     ema = [t.detach().float().clone() for t in model.state_dict().values()]
     train_ms, step, stop_after, elapsed_ms = 0.0, 0, None, 0.0
+    logged_losses = []
     sync_device(device)
     t_start = t0 = time.perf_counter()
     while True:
@@ -129,6 +130,7 @@ def train_model(h, device, val_data) -> tuple[GPT, dict]:
             elapsed_ms = float(shared)
         reached_cap = max_ms is not None and elapsed_ms >= max_ms
         if h.train_log_every > 0 and (step <= 5 or step % h.train_log_every == 0 or reached_cap):
+            logged_losses.append((step, round(train_loss.item(), 4)))
             log(train_progress_line(step, h.iterations, train_loss.item(), elapsed_ms, step * tokens_per_step))
         if stop_after is None and reached_cap:
             stop_after = step
@@ -139,4 +141,4 @@ def train_model(h, device, val_data) -> tuple[GPT, dict]:
     log("ema:applying EMA weights")
     current = model.state_dict()
     model.load_state_dict({name: t.to(current[name].dtype) for name, t in zip(ema_names, ema)})
-    return model, {"train_time_ms": train_ms, "steps": step, "t_start": t_start}
+    return model, {"train_time_ms": train_ms, "steps": step, "t_start": t_start, "train_losses": logged_losses}

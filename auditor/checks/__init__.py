@@ -3,7 +3,7 @@ findings; none of them executes submission code (the dynamic rerun runs it in a 
 
 from __future__ import annotations
 
-from auditor.checks import claims, limits, significance_check, static_check
+from auditor.checks import claims, declared, limits, significance_check, static_check
 from auditor.context import RecordContext
 from auditor.models import Finding
 
@@ -19,4 +19,5 @@ def run_all(ctx: RecordContext) -> list[Finding]:
     findings = list(ctx.intake_findings)
     for check in CHECKS:
         findings.extend(check(ctx))
+    findings.extend(declared.check(ctx, findings))  # self-declared flags against all of the above
     return findings

@@ -34,7 +34,7 @@ def check(ctx: RecordContext) -> list[Finding]:
                 finding(
                     "CLM002",
                     f"submission.json claims val_bpb={sub.val_bpb} but there is {why}.",
-                    location=_claim_loc(ctx, "val_bpb"),
+                    location=claim_location(ctx, "val_bpb"),
                     origin="metadata",
                 )
             )
@@ -65,7 +65,7 @@ def _score(ctx: RecordContext, runs) -> list[Finding]:
                 finding(
                     "CLM005",
                     f"val_bpb={claimed} is the {how}: a selection of runs must be disclosed.",
-                    location=_claim_loc(ctx, field),
+                    location=claim_location(ctx, field),
                     severity=Severity.WARNING,
                     origin="metadata",
                     data={"aggregation": how, "logs": logs},
@@ -83,7 +83,7 @@ def _score(ctx: RecordContext, runs) -> list[Finding]:
             "CLM001",
             f"{field}={claimed} matches no aggregation of the logs' final scores "
             f"(mean {mean:.6f}; per log {values}).",
-            location=_claim_loc(ctx, field),
+            location=claim_location(ctx, field),
             path=[log_location(log, log.reported.line) for log in runs],
             data={"claimed": claimed, "mean": mean},
             origin="metadata",
@@ -107,7 +107,7 @@ def _prequant_claim(ctx: RecordContext, logs) -> list[Finding]:
                         "CLM006",
                         f"val_bpb={claimed} equals the pre-quantization step {sv.step} "
                         f"value, not the final post-quantization score ({_final_desc(log)}).",
-                        location=_claim_loc(ctx, field),
+                        location=claim_location(ctx, field),
                         path=[log_location(log, sv.line)],
                         origin="metadata",
                     )
@@ -119,7 +119,7 @@ def _prequant_claim(ctx: RecordContext, logs) -> list[Finding]:
                         "CLM006",
                         f"val_bpb={claimed} equals the diagnostic line '{fl.label}', not the "
                         f"reported final score ({_final_desc(log)}).",
-                        location=_claim_loc(ctx, field),
+                        location=claim_location(ctx, field),
                         path=[log_location(log, fl.line)],
                         origin="metadata",
                     )
@@ -197,7 +197,7 @@ def _per_seed(ctx: RecordContext, runs) -> list[Finding]:
                     finding(
                         "CLM002",
                         f"seed {seed}: claimed val_bpb={claim.val_bpb} has no log for that seed.",
-                        location=_claim_loc(ctx, key),
+                        location=claim_location(ctx, key),
                         origin="metadata",
                     )
                 )
@@ -211,7 +211,7 @@ def _per_seed(ctx: RecordContext, runs) -> list[Finding]:
                 finding(
                     "CLM001",
                     f"seed {seed}: claimed val_bpb={claim.val_bpb}, the log says {got}.",
-                    location=_claim_loc(ctx, key),
+                    location=claim_location(ctx, key),
                     path=[log_location(log, log.reported.line) for log in logs],
                     data={"seed": seed, "claimed": claim.val_bpb},
                     origin="metadata",
@@ -241,7 +241,7 @@ def _seeds(ctx: RecordContext, runs) -> list[Finding]:
         finding(
             "CLM005",
             "; ".join(parts) + ".",
-            location=_claim_loc(ctx, "seeds"),
+            location=claim_location(ctx, "seeds"),
             data={"missing": missing, "extra": extra},
             origin="metadata",
         )
@@ -272,7 +272,7 @@ def _sizes(ctx: RecordContext) -> list[Finding]:
         finding(
             "CLM004",
             f"bytes_total={sub.bytes_total:,} but the logs' largest artifact is {logged_max:,} bytes." + note,
-            location=_claim_loc(ctx, "bytes_total"),
+            location=claim_location(ctx, "bytes_total"),
             path=[log_location(log, None) for log in logs if log.artifact_bytes == logged_max][:1],
             data={"claimed": sub.bytes_total, "logged_max": logged_max},
             origin="metadata",
@@ -344,11 +344,11 @@ def _tolerance(sub, field: str) -> float:
     return 10 ** (-decimals) + NEAR_ZERO
 
 
-def _claim_loc(ctx: RecordContext, field: str) -> Location:
+def claim_location(ctx: RecordContext, field: str, *, key_path: str | None = None) -> Location:
     """The line of the JSON key behind a normalized field (found by walking its key path)."""
     file = ctx.submission_file or "submission.json"
     prov = ctx.submission.source_of(field) if ctx.submission is not None else None
-    key_path = prov.key if prov is not None else field
+    key_path = key_path or (prov.key if prov is not None else field)
     line, snippet = None, None
     try:
         text = ctx.record.path_of(file).read_text(encoding="utf-8", errors="replace")

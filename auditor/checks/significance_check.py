@@ -17,6 +17,9 @@ def check(ctx: RecordContext) -> list[Finding]:
     runs = [log.to_seed_run() for log in ctx.unique_logs if log.reported is not None]
     if not runs:
         return []
+    claimed_track = ctx.submission.track if ctx.submission is not None else None
+    if ctx.record.track is None and significance.is_non_record_track(claimed_track):
+        return []  # outside a records tree, the JSON's own track says whether a record is claimed
     baseline = resolve_baseline(ctx.options.baseline) if ctx.options.baseline else None
     result = significance.significance_for_record(
         ctx.record.root,

@@ -32,8 +32,14 @@ from auditor.rerun import probes as P
 from auditor.rerun import synthetic
 from auditor.rerun.sandbox import DEFAULT_UID, SandboxLimits, SandboxResult, run_sandboxed
 from auditor.rerun.trace_analysis import LineAnalysis, TraceReport, Violation, analyze, load_trace
-from auditor.rerun.workspace import (DataSpec, ScriptInfo, WorkspaceError, build_workspace, inspect_script,
-                                     tiny_overrides)
+from auditor.rerun.workspace import (
+    DataSpec,
+    ScriptInfo,
+    WorkspaceError,
+    build_workspace,
+    inspect_script,
+    tiny_overrides,
+)
 
 ALL_PROBES = ("trace", "gibbs", "causal", "norm")
 STDOUT_PARSE_BYTES = 32 << 20
@@ -59,7 +65,7 @@ class RerunOptions(BaseModel):
     iterations: int = Field(20, ge=1)
     train_tokens: int = Field(262_144, ge=1024)
     val_tokens_small: int = Field(4_096, ge=64)
-    val_tokens_large: int = Field(262_144, ge=64)
+    val_tokens_large: int = Field(262_144, ge=0, description="0 skips the large Gibbs run")
     tiny_model: bool = False  # also shrink NUM_LAYERS/MODEL_DIM/... (only names the script reads)
     bucket_override: int | None = 256  # *BUCKETS* env vars with a positive default (hash tables) -> this
     env: dict[str, str] = Field(default_factory=dict)  # extra env, applied last
@@ -75,7 +81,7 @@ class RerunOptions(BaseModel):
     work_root: str | None = None
 
     @classmethod
-    def coerce(cls, obj: Any) -> "RerunOptions":
+    def coerce(cls, obj: Any) -> RerunOptions:
         if obj is None:
             return cls()
         if isinstance(obj, cls):
@@ -114,6 +120,7 @@ class RunOutcome:
     error: str | None = None
     stream: synthetic.Stream | None = None
     workdir: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -125,6 +132,7 @@ class RunOutcome:
             "name": self.name, "purpose": self.purpose, "ok": self.ok, "error": self.error,
             "returncode": sb.returncode if sb else None, "timed_out": sb.timed_out if sb else None,
             "wall_seconds": sb.wall_seconds if sb else None,
+            "notes": self.notes + (sb.notes if sb else []),
             "finals": [{k: v for k, v in f.items() if k != "text"} for f in self.finals],
             "trace": self.trace.summary() if self.trace else None,
         }
@@ -150,7 +158,7 @@ def _stdout_finals(path: Path) -> list[dict]:
         m = VAL_LOSS_TEXT.search(text)
         out.append({"label": f.label, "line": f.line, "text": text.strip(), "val_loss": f.val_loss,
                     "val_bpb": f.val_bpb, "val_loss_text": m.group(1) if m else None,
-                    "reported": log.reported is f, "final": True})
+                    "eval_time_ms": f.eval_time_ms, "reported": log.reported is f, "final": True})
     if out and not any(f["reported"] for f in out):
         out[-1]["reported"] = True
     for sv in log.step_vals:
@@ -190,6 +198,7 @@ class _Runner:
             out.error = f"could not prepare the workspace: {exc}"
             return out
         out.workdir = str(ws.root)
+        out.notes = list(ws.notes)
         limits = SandboxLimits(wall_seconds=min(self.opts.run_timeout_s, left), memory_bytes=self.opts.memory_bytes,
                                max_processes=self.opts.max_processes)
         fds = {"PGOLF_GUARD_FD": "guard.jsonl"}
@@ -211,7 +220,9 @@ class _Runner:
             if tr.events:
                 out.trace = analyze(tr, out.finals, _initial_positions(stream), len(stream.tokens))
         out.finals = [f for f in out.finals if f["final"]]
-        if sb.timed_out:
+        if sb.cgroup.get("oom_kills", 0) > 0:
+            out.error = f"stopped by the memory limit ({self.opts.memory_bytes >> 20} MiB)"
+        elif sb.timed_out:
             out.error = f"killed after {sb.wall_seconds:.0f} s (wall-clock limit)"
         elif sb.returncode != 0:
             out.error = f"exited with status {sb.returncode}: {_last_error(sb.stderr)}"
@@ -248,9 +259,7 @@ def _violation_finding(info: ScriptInfo, la: LineAnalysis, v: Violation) -> Find
     rule = {"c3_update": "DYN301", "c3_write": "DYN301", "c4_multiple": "DYN401", "c4_alternative": "DYN401",
             "c4_missing": "DYN401", "norm_unnormalized": "DYN201"}[v.kind]
     severity = None
-    if v.kind == "c4_missing":
-        severity = Severity.WARNING
-    elif not la.reported:
+    if v.kind == "c4_missing" or not la.reported:
         severity = Severity.WARNING
     where = "the reported score" if la.reported else "an evaluation that is not the reported score"
     path = [loc for loc in (_loc(info, r, r.get("role")) for r in v.related) if loc is not None]
@@ -277,14 +286,16 @@ def _guard_findings(info: ScriptInfo, runs: list[RunOutcome], max_processes: int
                 continue
             seen.add(key)
             first = evs[0]
-            what = {"write_outside": f"tried to write outside its workspace ({first.get('path')})",
-                    "network": f"tried to use the network ({op} {first.get('target', '')})",
-                    "spawn": f"spawned {len(evs)}+ processes ({op}) — fork bomb contained by the process limit",
-                    "signal": f"sent signals to other processes ({first.get('target')})"}[event]
-            out.append(finding("DYN501", f"sandbox: the script {what}; denied and recorded (run '{run.name}')",
+            paths = sorted({str(e.get("path") or e.get("target")) for e in evs})
+            shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+            what = {"write_outside": f"tried to write outside its workspace ({shown}); denied",
+                    "network": f"tried to use the network ({op} {shown}); denied (and no network in the sandbox)",
+                    "spawn": f"spawned {len(evs)}+ processes ({op}): a fork bomb, stopped by the process limit",
+                    "signal": f"sent signals to other processes ({shown})"}[event]
+            out.append(finding("DYN501", f"sandbox: the script {what} (run '{run.name}')",
                                location=_loc(info, first), origin="dynamic",
                                data={"event": event, "op": op, "count": len(evs), "run": run.name,
-                                     "denied": bool(first.get("denied"))}))
+                                     "targets": paths[:20], "denied": bool(first.get("denied"))}))
         cg = sb.cgroup
         if ("procs", run.name) not in seen and (cg.get("pids_max_hits", 0) > 0 or cg.get("pids_peak", 0) >= max_processes):
             seen.add(("procs", run.name))
@@ -357,7 +368,7 @@ def rerun_record(folder: Path, options: Any = None) -> RerunResult:
                 overrides[name] = str(opts.bucket_override)
     overrides.update(opts.env)
     summary["overrides"] = overrides
-    summary["support"] = {"size": int(len(support)), "ln_support": math.log(len(support)), "doc_len": opts.doc_len}
+    summary["support"] = {"size": len(support), "ln_support": math.log(len(support)), "doc_len": opts.doc_len}
 
     root = Path(tempfile.mkdtemp(prefix="pgolf-rerun-", dir=opts.work_root))
     root.chmod(0o711)
@@ -379,7 +390,7 @@ def rerun_record(folder: Path, options: Any = None) -> RerunResult:
                 findings += _causality(info, opts, runner, main, runs, summary)
             if opts.wants("norm") and main.trace is not None:
                 findings += _normalization(info, opts, runner, main, runs, summary)
-            if opts.wants("gibbs"):
+            if opts.wants("gibbs") and opts.val_tokens_large:
                 n_large = _val_tokens(opts.val_tokens_large, opts.seq_len)
                 big = synthetic.gibbs_stream(n_large, support, opts.doc_len, seed=opts.seed + 29)
                 large = runner.run("gibbs_large", "Gibbs floor (large validation set)", big, traced=False)

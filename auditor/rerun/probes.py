@@ -161,7 +161,7 @@ def alternative_tokens(support: np.ndarray, original: int, k: int, seed: int = 0
 
 def probe_positions(n_tokens: int, bos_positions: np.ndarray, count: int = 64) -> list[int]:
     """Up to ``count`` scoreable (non-BOS, >= 1) positions spread over the stream."""
-    bos = set(int(b) for b in bos_positions)
+    bos = {int(b) for b in bos_positions}
     cands = np.linspace(1, n_tokens - 1, num=min(count * 2, max(n_tokens - 1, 1)), dtype=np.int64)
     out = []
     for p in cands:

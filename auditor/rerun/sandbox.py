@@ -87,6 +87,7 @@ def namespaces_available() -> tuple[bool, str]:
             [exe, "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "true"],
             capture_output=True,
             timeout=20,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"unshare failed: {exc}"

@@ -71,11 +71,9 @@ class Trace:
 
 def load_trace(path: Path, max_events: int = 5_000_000) -> Trace:
     tr = Trace()
-    try:
-        f = open(path, encoding="utf-8", errors="replace")
-    except OSError:
+    if not Path(path).is_file():
         return tr
-    with f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             if tr.events >= max_events:
                 break
@@ -217,7 +215,7 @@ def _attribute(tr: Trace, exits: list[dict], val_loss: float | None, text_value:
             v = u.get("value")
             if v is None or not math.isfinite(v):
                 continue
-            pos, _, mult = _chunks_positions(tr, u["chunks"])
+            _, _, mult = _chunks_positions(tr, u["chunks"])
             n = int(mult.sum()) if mult.size else 0
             if abs(v - val_loss) <= tol * max(1.0, abs(val_loss)) or (n and abs(v / n - val_loss) <= tol * 1.01):
                 matches.append(u)
@@ -306,10 +304,14 @@ def _check_c4(tr, la, exits, chosen, chunk_ids, is_initial, n_tokens) -> None:
         evs = sorted({int(c.sev[i]) for c in (tr.chunks[cid] for cid in chunk_ids if cid in tr.chunks)
                       for i in np.nonzero(c.pos == p0)[0]})
         related = [dict(_where(tr.scores[e]), seq=tr.scores[e]["seq"]) for e in evs if e in tr.scores]
+        combined = [int(c.mult[i]) for c in (tr.chunks[cid] for cid in chunk_ids if cid in tr.chunks)
+                    if c.mult is not None for i in np.nonzero(c.pos == p0)[0]]
+        how = (f"an element combines {max(combined)} scores of it (e.g. an element-wise min over scorings)"
+               if combined and max(combined) > 1 else f"score events {evs}")
         la.violations.append(Violation(
             "c4_multiple",
             f"{multi.size} positions enter '{la.label}' more than once (up to {int(la.counts.max())} scores each); "
-            f"position {p0} comes from score events {evs}",
+            f"position {p0}: {how}",
             positions=ranges(multi), count=int(multi.size), related=related,
             where=related[-1] if related else {}))
     # another complete scoring of the same positions left the tensor world in this window

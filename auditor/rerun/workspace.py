@@ -144,9 +144,9 @@ def env_reads(tree: ast.AST) -> dict[str, str | None]:
             isinstance(name_node, ast.Constant)
             and isinstance(name_node.value, str)
             and ENV_NAME.match(name_node.value)
+            and found.get(name_node.value) is None
         ):
-            if found.get(name_node.value) is None:
-                found[name_node.value] = _literal(default)
+            found[name_node.value] = _literal(default)
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args:
@@ -324,8 +324,8 @@ def build_workspace(
     layout.write_text(
         json.dumps(
             {
-                "shards": [{"path": str(val_path), "start": 0, "tokens": int(len(data.val.tokens))}],
-                "n_tokens": int(len(data.val.tokens)),
+                "shards": [{"path": str(val_path), "start": 0, "tokens": len(data.val.tokens)}],
+                "n_tokens": len(data.val.tokens),
                 "values": data.value_positions,
                 "probes": [int(p) for p in data.probe_positions],
             }

@@ -28,6 +28,9 @@ class StaticConfig:
     readme_env: dict[str, str] = field(default_factory=dict)
     hyperparameters: list[dict[str, str]] = field(default_factory=list)
     submission_date: str | None = None
+    # Optional: the text of the submission's logs. A guarded block whose own log messages appear
+    # in a log did run, whatever the flags say (scripts without a Hyperparameters: dump).
+    log_texts: list[str] = field(default_factory=list)
 
 
 class Analysis:
@@ -37,7 +40,8 @@ class Analysis:
         self.interp = Interpreter(self.program)
         self.interp.run()
         self.events: list[Event] = self.interp.events
-        self.reach = Reachability(self.program, config.readme_env, config.hyperparameters)
+        self.reach = Reachability(self.program, config.readme_env, config.hyperparameters,
+                                  log_texts=getattr(config, "log_texts", None))
         self.orphans = self.interp.orphans
 
     # -- evidence --------------------------------------------------------------------------------
@@ -151,9 +155,9 @@ class Analysis:
         while cur is not None:
             if isinstance(cur, ast.If):
                 if _contains(cur.body, child):
-                    out.append(Guard(cur.test, True, func, cur.lineno))
+                    out.append(Guard(cur.test, True, func, cur.lineno, cur))
                 elif _contains(cur.orelse, child):
-                    out.append(Guard(cur.test, False, func, cur.lineno))
+                    out.append(Guard(cur.test, False, func, cur.lineno, cur))
             child = cur
             cur = parents.get(id(cur))
         out.reverse()
@@ -183,7 +187,7 @@ class Analysis:
             path=path,
             severity=sev,
             confidence=confidence,
-            data=data or {},
+            data={**(data or {}), "reach": reach.status},  # the verdict reads "unreachable"
             reachability=reach.text,
         )
 

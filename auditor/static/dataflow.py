@@ -64,7 +64,7 @@ from auditor.static.values import (
 MAX_CONTEXTS = 10  # memoized analyses per function; beyond, analyze unmemoized while budget lasts
 MAX_TARGETS = 3  # callees considered for one call whose target is ambiguous
 DEFAULT_BUDGET = 1_500_000  # evaluated nodes before new call contexts stop being explored
-LOOP_ROUNDS = 2
+LOOP_ROUNDS = 2  # rounds for loops with loop-carried values (one round otherwise)
 SYMBOL = (0, True, False)  # an unknown non-negative position
 
 
@@ -133,6 +133,9 @@ class Interpreter:
         self.budget = budget
         self.truncated = False
         self._result_names: dict[int, tuple[set[str], set[str]]] = {}
+        self._escape_cache: dict[tuple[int, str], bool] = {}
+        self._round_cache: dict[int, int] = {}
+        self._default_cache: dict[int, dict[str, V]] = {}
 
     # ==============================================================================================
     # driving
@@ -186,6 +189,8 @@ class Interpreter:
     # ==============================================================================================
     # function analysis
     def analyze(self, f: FuncInfo, params: dict[str, V]) -> Summary:
+        if f.id not in self.analyzed:
+            self._prescan_targets(f)
         self.analyzed.add(f.id)
         summ = None
         for _attempt in range(3):
@@ -226,6 +231,20 @@ class Interpreter:
                 events.append(ev)
         summ = Summary(ret=ret, events=events, target_params=tparams, effects=effects)
         return summ
+
+    def _prescan_targets(self, f: FuncInfo) -> None:
+        """Cross-entropy targets seen in the source, so that most functions need a single pass."""
+        parents = f.parents()
+        for node in f.all_nodes():
+            if not isinstance(node, ast.Call) or id(node) not in parents and node is not f.node:
+                continue
+            fn = node.func
+            tail = fn.attr if isinstance(fn, ast.Attribute) else (fn.id if isinstance(fn, ast.Name) else "")
+            if tail in lib.CROSS_ENTROPY:
+                target = node.args[1] if len(node.args) > 1 else lib.kw(node, "target")
+                root = _root_name(target) if target is not None else None
+                if root:
+                    self.roots[f.id].add(root)
 
     def call_user(
         self,
@@ -289,7 +308,29 @@ class Interpreter:
                 params[k] = self._into(v, f, k, node, line)
             elif f.kwarg:
                 params[f.kwarg] = join(params.get(f.kwarg, EMPTY), v.only_data())
+        for name, default in self._defaults(f).items():
+            params.setdefault(name, default)
         return params
+
+    def _defaults(self, f: FuncInfo) -> dict[str, V]:
+        """Constant default values of parameters (a shard path default is a source too)."""
+        hit = self._default_cache.get(f.id)
+        if hit is not None:
+            return hit
+        out: dict[str, V] = {}
+        a = getattr(f.node, "args", None)
+        if isinstance(a, ast.arguments):
+            positional = a.posonlyargs + a.args
+            pairs = list(zip(positional[len(positional) - len(a.defaults):], a.defaults))
+            pairs += [(arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+            tmp = Act(func=f, env={})
+            for arg, d in pairs:
+                if isinstance(d, (ast.Constant, ast.JoinedStr, ast.BinOp)):
+                    v = self.eval_quiet(tmp, d)
+                    if v.labels or v.const is not NOCONST:
+                        out[arg.arg] = v
+        self._default_cache[f.id] = out
+        return out
 
     def _into(self, v: V, f: FuncInfo, name: str, node, line: int) -> V:
         if v.labels:
@@ -407,8 +448,9 @@ class Interpreter:
             v = self.eval(act, s.value) if s.value is not None else EMPTY
             if v.labels:
                 v = v.stepped(Step(act.func.file.idx, s.lineno, "via", "returned"))
-                if v.has(ATT) and not v.agg:
-                    self.emit(act, "ret", s, v.labels)
+                for item in (v.items if v.items is not None else (v,)):  # each returned value apart
+                    if item.has(ATT) and not item.agg:
+                        self.emit(act, "ret", s, item.labels)
             act.ret = v if act.ret is None else join(act.ret, v)
             return True
         elif t in (ast.FunctionDef, ast.AsyncFunctionDef):
@@ -500,8 +542,8 @@ class Interpreter:
         test = self.eval(act, s.test)
         base = dict(act.env)
         ctrl = self._ctrl_labels(test)
-        g_then = Guard(s.test, True, act.func, s.lineno)
-        g_else = Guard(s.test, False, act.func, s.lineno)
+        g_then = Guard(s.test, True, act.func, s.lineno, s)
+        g_else = Guard(s.test, False, act.func, s.lineno, s)
         if ctrl:
             act.ctrl.append(ctrl)
         act.guards.append(g_then)
@@ -533,7 +575,7 @@ class Interpreter:
         act.loops.append(s)
         act.pending.append([])
         self._record_loop_var_uses(act, s)
-        for _ in range(LOOP_ROUNDS):
+        for _ in range(self._rounds(s)):
             before = dict(act.env)
             act.stmt = s
             self.assign(act, s.target, elt, s)
@@ -545,10 +587,18 @@ class Interpreter:
         if s.orelse:
             self.exec_block(act, s.orelse)
 
+    def _rounds(self, loop: ast.AST) -> int:
+        """Two rounds when a value written late in the body is read early in the next iteration."""
+        hit = self._round_cache.get(id(loop))
+        if hit is None:
+            hit = LOOP_ROUNDS if _loop_carried(loop.body) else 1
+            self._round_cache[id(loop)] = hit
+        return hit
+
     def exec_while(self, act: Act, s: ast.While) -> None:
         act.loops.append(s)
         act.pending.append([])
-        for _ in range(LOOP_ROUNDS):
+        for _ in range(self._rounds(s)):
             before = dict(act.env)
             act.stmt = s
             self.eval(act, s.test)
@@ -790,8 +840,9 @@ class Interpreter:
     def _maybe_score(
         self, act: Act, s: ast.stmt, target: ast.AST, v: V, value_node: ast.AST | None, store: bool = False
     ) -> None:
-        """An accumulation of a per-token loss into a persistent variable: a committed score."""
-        if not (v.has(ATT) or (v.has(CALLRES) and v.has(VAL))):
+        """An accumulation of a per-token loss into a persistent variable: a committed score
+        (a model value at the target, or a probability looked up for the target)."""
+        if not (v.has(ATT) or v.has(TKEY) or (v.has(CALLRES) and v.has(VAL))):
             return
         if store and not isinstance(target, ast.Subscript):
             return
@@ -848,7 +899,7 @@ class Interpreter:
         rets, logged = self._result_names.get(func.id, (None, None))
         if rets is None:
             rets, logged = set(), set()
-            for node in ast.walk(func.node):
+            for node in func.all_nodes():
                 if isinstance(node, (ast.Return, ast.Yield)) and node.value is not None:
                     rets |= names_in(node.value)
                 elif isinstance(node, ast.Call):
@@ -914,7 +965,10 @@ class Interpreter:
         troot = _root_name(target)
         if troot is None or not v.has(ATT):
             return
-        if any(_root_name(a) == troot for a in call.args):
+        own = [a for a in call.args if _root_name(a) == troot]
+        others = [a for a in call.args if _root_name(a) != troot]
+        # a running best needs another score to compare with (a clamp to a constant is not one)
+        if own and any(self.eval_quiet(act, a).has(ATT) for a in others):
             self.emit(act, "best", s, v.labels, acc=troot, how=lib.last(name))
 
     def _record_loop_var_uses(self, act: Act, s) -> None:
@@ -1166,6 +1220,10 @@ class Interpreter:
         return self._op_result(act, node, left, right, node.op)
 
     def _op_result(self, act: Act, node: ast.AST, left: V, right: V, op: ast.operator) -> V:
+        if isinstance(op, ast.Mult) and isinstance(node, ast.BinOp) and (
+                isinstance(node.left, (ast.List, ast.Tuple, ast.ListComp))
+                or isinstance(node.right, (ast.List, ast.Tuple, ast.ListComp))):
+            return V(combine([left, right]).labels)  # [x] * n repeats a list; it computes nothing
         out = combine([left, right])
         line = getattr(node, "lineno", 0)
         fidx = act.func.file.idx
@@ -1197,6 +1255,12 @@ class Interpreter:
         # 2-D table (TPAIR), not a hash; anything that scrambles it (xor, mask, modulo, a multiplier)
         # makes a hashed key (TMIX).
         for a, b in ((left, right), (right, left)):
+            if a.has(TPAIR) and not a.agg and isinstance(op, (ast.Mod, ast.BitAnd, ast.BitXor, ast.Mult,
+                                                                ast.LShift, ast.RShift, ast.FloorDiv)):
+                labels = dict(labels)
+                labels.setdefault(TMIX, extend(a.labels[TPAIR], Step(fidx, line, "via", "key computed from the target")))
+                labels.pop(TPAIR, None)
+                break
             if not a.has_any((TGT, TPAIR)) or a.agg or b.const is not NOCONST or isinstance(op, (ast.Div, ast.Pow)):
                 continue
             labels = dict(labels)
@@ -1211,7 +1275,7 @@ class Interpreter:
         # a target-keyed value blended with the model's value at the target (probability space)
         if isinstance(op, (ast.Add, ast.Sub, ast.Div)) and not out.agg:
             for a, b in ((left, right), (right, left)):
-                if a.has(TKEY) and (b.has(ATT) or b.has(TKEY) and isinstance(op, ast.Div)):
+                if a.has(TKEY) and (b.has(ATT) or (isinstance(op, ast.Div) and a is left and b.has(VAL))):
                     labels = dict(labels)
                     labels.setdefault(
                         BLEND,
@@ -1274,7 +1338,9 @@ class Interpreter:
         gate_src = next(
             (v.labels[k] for v in per_pos for k in (ATT, TKEY, TLUT, GATE, BLEND) if k in v.labels), None
         )
-        if gate_src is not None:
+        validity = any(isinstance(v.const, float) and (v.const != v.const or abs(v.const) == float("inf"))
+                       for v in vals) or any(_is_inf_call(v) for v in vals)
+        if gate_src is not None and not validity:  # `nll < inf` checks that a score exists; it chooses nothing
             labels[GATE] = extend(gate_src, Step(fidx, line, "via", "comparison of target-dependent values"))
         elif any(v.has(TGT) or v.has(TMIX) for v in per_pos):
             tgt = next(v for v in per_pos if v.has(TGT) or v.has(TMIX))
@@ -1382,7 +1448,7 @@ class Interpreter:
             if tail in ("range", "arange") and iter_node.args:
                 start = self.eval_quiet(act, iter_node.args[0]) if len(iter_node.args) >= 2 else V(const=0)
                 f = _form_of(start)
-                form = (f[0], True, f[2]) if f is not None else SYMBOL
+                form = _range_form(f)
                 return V(combine([start]).labels, form=form)
             if tail == "enumerate" and iter_node.args:
                 inner = self.element(act, iter_node.args[0], self.eval_quiet(act, iter_node.args[0]))
@@ -1582,6 +1648,15 @@ class Interpreter:
         init = self.p.find_method(cls, "__init__")
         if init is not None:
             self.call_user(act, init, node, args, kwargs, self_val=inst, arg_nodes=node.args)
+        elif args or kwargs:
+            # a dataclass-style constructor: keyword/positional arguments become fields
+            names = [t.id for stmt in cls.node.body if isinstance(stmt, ast.AnnAssign)
+                     for t in [stmt.target] if isinstance(t, ast.Name)]
+            for name, v in list(zip(names, args)) + [(k, v) for k, v in kwargs.items() if k]:
+                self._field_store(cls, name, v)
+        post = self.p.find_method(cls, "__post_init__")
+        if post is not None:
+            self.call_user(act, post, node, [], {}, self_val=inst)
         return inst
 
     def _unknown_call(self, act: Act, node: ast.Call, fv: V, args: list[V], kwargs: dict) -> V:
@@ -1753,6 +1828,12 @@ class Interpreter:
                     act, act.stmt or node, node.func.value, args[0], node.args[0] if node.args else None
                 )
             self._mutate(act, node.func.value, val)
+            if tail in ("append", "extend") and args and args[0].form is not None and \
+                    isinstance(node.func.value, ast.Name) and recv.form in (None, args[0].form):
+                # a list of position arrays keeps their offset (np.concatenate of it too)
+                name = node.func.value.id
+                cur = act.env.get(name, recv)
+                act.env[name] = V(cur.labels, cur.objs, args[0].form, agg=cur.agg)
             return recv.only_data() if tail.endswith("_") else EMPTY
         # --- artifact / network sinks ---------------------------------------------------------------
         if name in lib.ARTIFACT_FUNCS or (is_method and tail in ("compress", "write", "save", "dump")):
@@ -1772,9 +1853,17 @@ class Interpreter:
             if "dim" in kwargs or "axis" in kwargs or has_dim or tail == "logsumexp":
                 return V(labels, agg=base.agg)
             return V(labels, agg=True)
+        if name == "float" and len(args) == 1 and isinstance(args[0].const, str):
+            try:
+                return V(const=float(args[0].const))
+            except ValueError:
+                pass
         if name in ("float", "int", "sum", "bool", "round", "abs", "math.fsum"):
+            # sum() reduces over positions; float()/int() of one value does not
             base = combine(args, drop_fine_if_aggregates=False)
-            return V(base.labels, agg=bool(base.labels) and (name != "abs" or base.agg))
+            reduces = name in ("sum", "math.fsum")
+            return V(base.labels, agg=bool(base.labels) and (reduces or base.agg), form=base.form
+                     if name == "int" else None)
         if name in ("len",) or (is_method and tail in lib.META_METHODS):
             return EMPTY
         # --- selections between predictors ------------------------------------------------------------
@@ -1817,7 +1906,8 @@ class Interpreter:
             if tail in ("cat", "concatenate", "stack", "hstack", "vstack", "concat"):
                 parts = [self._element_of(a) for a in args[:1]]
                 out = join(*parts) if parts else EMPTY
-                return V(out.labels, form=None, agg=out.agg)
+                form = args[0].form if args and tail in ("cat", "concatenate", "concat", "hstack") else None
+                return V(out.labels, form=form, agg=out.agg)
             base = args[0]
             return V(base.labels, form=base.form, agg=base.agg)
         if not is_method and tail in ("arange", "range"):
@@ -1825,7 +1915,7 @@ class Interpreter:
             f = _form_of(start)
             return V(
                 combine(args[:1] if len(args) >= 2 else []).labels,
-                form=(f[0], True, f[2]) if f is not None else SYMBOL,
+                form=_range_form(f),
             )
         if not is_method and tail in (
             "zeros",
@@ -1854,6 +1944,13 @@ class Interpreter:
         if not is_method and name in lib.WRAPPERS:
             base = args[0] if args else EMPTY
             return V(base.labels, objs=base.objs)
+        if name in ("dataclasses.field", "attr.ib", "attrs.field") or (tail == "field" and name.startswith("dataclasses")):
+            factory = kwargs.get("default_factory")
+            if factory is not None and factory.objs:
+                targets = [o for o in factory.objs if o[0] in ("func", "class")]
+                if targets:
+                    return self._call_targets(act, node, targets, [], {})
+            return kwargs.get("default", EMPTY)
         if name in ("getattr",) and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
             v = self.load_attr(act, args[0], str(node.args[1].value), node)
             return join(v, args[2]) if len(args) > 2 else v
@@ -2035,7 +2132,14 @@ class Interpreter:
 
     def _escapes(self, func: FuncInfo, name: str) -> bool:
         """``name`` leaves ``func``: returned, stored in an attribute/container, or passed on."""
-        for node in ast.walk(func.node):
+        key = (func.id, name)
+        hit = self._escape_cache.get(key)
+        if hit is None:
+            hit = self._escape_cache[key] = self._escapes_uncached(func, name)
+        return hit
+
+    def _escapes_uncached(self, func: FuncInfo, name: str) -> bool:
+        for node in func.all_nodes():
             if isinstance(node, (ast.Return, ast.Yield)) and node.value is not None and name in names_in(node.value):
                 return True
             if isinstance(node, ast.Assign) and name in names_in(node.value):
@@ -2189,6 +2293,37 @@ def _root_name(expr: ast.AST) -> str | None:
             return None
 
 
+def _loop_carried(body: list[ast.stmt]) -> bool:
+    """Some name is read in a statement of the loop body and (re)written in the same or a later one."""
+    loads_so_far: set[str] = set()
+    for stmt in body:
+        loads, stores = set(), set()
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Name):
+                (stores if isinstance(n.ctx, ast.Store) else loads).add(n.id)
+            elif isinstance(n, (ast.Subscript, ast.Attribute)) and isinstance(n.ctx, ast.Store):
+                root = _root_name(n)
+                if root:
+                    stores.add(root.split(".", 1)[0])
+            elif isinstance(n, ast.AugAssign):
+                root = _root_name(n.target)
+                if root:
+                    stores.add(root.split(".", 1)[0])
+            elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
+                    n.func.attr in lib.MUTATORS | lib.TABLE_WRITE_METHODS:
+                root = _root_name(n.func.value)
+                if root:
+                    stores.add(root.split(".", 1)[0])
+        loads_so_far |= loads
+        if stores & loads_so_far:
+            return True
+    return False
+
+
+def _is_inf_call(v: V) -> bool:
+    return False
+
+
 def _detached(stmt: ast.AST) -> bool:
     """The statement takes a value out of the autograd graph (.detach(), .item(), float(), numpy)."""
     for n in ast.walk(stmt):
@@ -2217,6 +2352,14 @@ def _form_of(v: V):
     if v.const is NOCONST and not v.labels and not v.objs:
         return SYMBOL
     return None
+
+
+def _range_form(f):
+    """Positions produced by range/arange from ``f``: a constant start is a bound, not an offset
+    from a window (``range(3, n)`` says nothing about alignment), a symbolic one keeps its offset."""
+    if f is None or not f[1]:
+        return SYMBOL
+    return (f[0], True, f[2])
 
 
 def _aligned(v: V, allow_const: bool = False) -> bool:

@@ -29,6 +29,7 @@ class Guard:
     polarity: bool
     func: FuncInfo
     line: int
+    node: ast.AST | None = None  # the ``if`` statement (for log-confirmed reachability)
 
 
 @dataclass(frozen=True, eq=False)

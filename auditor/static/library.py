@@ -99,7 +99,7 @@ IDENTITY_FUNCS = {
     "copy",
     "deepcopy",
 }
-REDUCTIONS = {"sum", "mean", "item", "nansum", "nanmean", "prod"}
+REDUCTIONS = {"sum", "mean", "nansum", "nanmean", "prod"}
 META = {
     "shape",
     "dtype",
@@ -244,8 +244,12 @@ NETWORK_COMMAND = re.compile(
 )
 
 
+_NET_EXACT = frozenset(n for n in NETWORK_FUNCS if not n.endswith("."))
+_NET_PREFIX = tuple(n for n in NETWORK_FUNCS if n.endswith("."))
+
+
 def is_network_name(dotted: str) -> bool:
-    return any(dotted == n or (n.endswith(".") and dotted.startswith(n)) for n in NETWORK_FUNCS)
+    return dotted in _NET_EXACT or dotted.startswith(_NET_PREFIX)
 
 
 def string_constants(node: ast.AST) -> list[str]:

@@ -56,6 +56,7 @@ class FuncInfo:
     decorators: list[str] = field(default_factory=list)
     _parents: dict[int, ast.AST] | None = None
     _defuse: dict[str, set[str]] | None = None
+    _nodes: list[ast.AST] | None = None
 
     def __repr__(self) -> str:
         return f"<func {self.qualname}>"
@@ -70,6 +71,12 @@ class FuncInfo:
     @property
     def line(self) -> int:
         return getattr(self.node, "lineno", 1)
+
+    def all_nodes(self) -> list[ast.AST]:
+        """``ast.walk`` of the function (nested definitions included), computed once."""
+        if self._nodes is None:
+            self._nodes = list(ast.walk(self.node))
+        return self._nodes
 
     def parents(self) -> dict[int, ast.AST]:
         """id(node) -> parent node, for the nodes of this function (not of nested defs)."""
@@ -105,9 +112,15 @@ class FileInfo:
     is_entry: bool
     wrapper: str | None
     module_func: FuncInfo | None = None
+    _nodes: list[ast.AST] | None = None
     functions: dict[str, FuncInfo] = field(default_factory=dict)  # module-level defs
     classes: dict[str, ClassInfo] = field(default_factory=dict)  # module-level classes
     imports: dict[str, str] = field(default_factory=dict)  # alias -> dotted target
+
+    def all_nodes(self) -> list[ast.AST]:
+        if self._nodes is None:
+            self._nodes = list(ast.walk(self.tree))
+        return self._nodes
 
     def snippet(self, line: int | None) -> str | None:
         if line is None or not (1 <= line <= len(self.lines)):

@@ -60,7 +60,10 @@ class Reachability:
         readme_env: dict[str, str] | None,
         hyperparameters: list[dict[str, str]] | None,
         referenced: set[str] | None = None,
+        log_texts: list[str] | None = None,
     ):
+        self.log_texts = [t for t in (log_texts or []) if t]
+        self._log_msgs: dict[int, list[str]] = {}
         self.p = program
         self.scenarios = [Scenario("the code defaults")]
         if readme_env:
@@ -81,8 +84,20 @@ class Reachability:
         self._assign_cache: dict[int, dict[str, list[ast.Assign]]] = {}
         self._self_cache: dict[tuple, list] = {}
         self._env_cache: dict[int, list] = {}
-        self._config_attrs = self._collect_config_attrs()
-        self.referenced = referenced if referenced is not None else _referenced_names(program)
+        self._config_cache: dict[str, tuple[ast.expr, FuncInfo]] | None = None
+        self._referenced = referenced
+
+    @property
+    def _config_attrs(self) -> dict[str, tuple[ast.expr, FuncInfo]]:
+        if self._config_cache is None:
+            self._config_cache = self._collect_config_attrs()
+        return self._config_cache
+
+    @property
+    def referenced(self) -> set[str]:
+        if self._referenced is None:
+            self._referenced = _referenced_names(self.p)
+        return self._referenced
 
     # -- public ------------------------------------------------------------------------------------
     def of_events(self, events: list[Event], orphan_funcs: set[int]) -> Reach:
@@ -125,8 +140,8 @@ class Reachability:
                     continue
                 if val != g.polarity:
                     ok = False
-                    blocked.setdefault(si, g)
-                    break
+                    # describe the guard nearest to the code (the flag that owns the feature)
+                    blocked[si] = g
             if ok:
                 passing.append(sc.name)
         if passing:
@@ -142,12 +157,63 @@ class Reachability:
                 if flipped:
                     text += " (" + ", ".join(self.describe(g) for g in flipped[:3]) + ")"
             return Reach("reachable", text)
+        # the logs may show that a guarded block ran (scripts without a Hyperparameters: dump)
+        if self.log_texts:
+            for si, sc in enumerate(self.scenarios):
+                confirmed = []
+                ok = True
+                for g in guards:
+                    val = self.truth(g, sc)
+                    if val is UNKNOWN or val == g.polarity:
+                        continue
+                    msg = self._log_confirmed(g)
+                    if msg is None:
+                        ok = False
+                        break
+                    confirmed.append((g, msg))
+                if ok and confirmed:
+                    g, msg = confirmed[0]
+                    return Reach("reachable", f"confirmed by the logs: {self.describe(g)} is off by default, but the "
+                                              f"log contains this block's output `{msg[:60]}`")
         g = blocked.get(0) or next(iter(blocked.values()))
         return Reach(
             "unreachable",
             f"behind {self.describe(g)}, which neither the README run command nor the "
             f"logged hyperparameters switch on",
         )
+
+    def _log_confirmed(self, g: Guard) -> str | None:
+        """A message printed inside the guarded block that appears in a log."""
+        node = g.node
+        if node is None or not isinstance(node, ast.If):
+            return None
+        body = node.body if g.polarity else node.orelse
+        for msg in self._block_messages(body, g.func, 0):
+            if any(msg in text for text in self.log_texts):
+                return msg
+        return None
+
+    def _block_messages(self, body: list[ast.stmt], func: FuncInfo, depth: int) -> list[str]:
+        out: list[str] = []
+        for stmt in body:
+            for n in ast.walk(stmt):
+                if not isinstance(n, ast.Call):
+                    continue
+                name = _dotted(n.func) or ""
+                low = name.lower()
+                if any(w in low for w in ("log", "print")) and n.args:
+                    msg = _static_prefix(n.args[0])
+                    if msg and len(msg.strip()) >= 10:
+                        out.append(msg.strip())
+                elif depth < 2 and name:
+                    callee = func.file.functions.get(name.rsplit(".", 1)[-1])
+                    if callee is not None:
+                        key = callee.id
+                        if key not in self._log_msgs:
+                            self._log_msgs[key] = []
+                            self._log_msgs[key] = self._block_messages(callee.body, callee, depth + 1)
+                        out.extend(self._log_msgs[key])
+        return out
 
     def describe(self, g: Guard) -> str:
         try:
@@ -355,7 +421,7 @@ class Reachability:
         out = []
         for c in self.p.class_mro(cls):
             for m in c.methods.values():
-                for node in ast.walk(m.node):
+                for node in m.all_nodes():
                     if isinstance(node, ast.Assign):
                         for t in node.targets:
                             if (
@@ -372,7 +438,7 @@ class Reachability:
         table = self._assign_cache.get(f.id)
         if table is None:
             table = {}
-            nodes = f.node.body if f.kind == "module" else ast.walk(f.node)
+            nodes = f.node.body if f.kind == "module" else f.all_nodes()
             for node in nodes:
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     table.setdefault(node.targets[0].id, []).append(node)
@@ -422,7 +488,7 @@ class Reachability:
                     if isinstance(t, ast.Name):
                         out.setdefault(t.id, (node.value, body))
             for m in cls.methods.values():
-                for node in ast.walk(m.node):
+                for node in m.all_nodes():
                     if isinstance(node, ast.Assign):
                         for t in node.targets:
                             if (
@@ -485,6 +551,21 @@ class Reachability:
 
         visit(g.test, g.func, 0)
         return out
+
+
+def _static_prefix(node: ast.AST) -> str | None:
+    """The constant text a log call starts with (the literal, or an f-string up to its first field)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for v in node.values:
+            if isinstance(v, ast.Constant) and isinstance(v.value, str):
+                parts.append(v.value)
+            else:
+                break
+        return "".join(parts)
+    return None
 
 
 def _rank(r: Reach) -> int:
@@ -569,7 +650,7 @@ def _referenced_names(program: Program) -> set[str]:
     """Names loaded anywhere (not at their definition): functions that may be called indirectly."""
     out: set[str] = set()
     for info in program.files:
-        for node in ast.walk(info.tree):
+        for node in info.all_nodes():
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 out.add(node.id)
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):

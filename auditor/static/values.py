@@ -71,7 +71,8 @@ def extend(chain: Chain, step: Step) -> Chain:
     """Append a hop, skipping repeats of the same line and keeping the chain short: when too long,
     plain hops are dropped before annotated ones (the key, the read, the blend), oldest first."""
     if chain and chain[-1].file == step.file and chain[-1].line == step.line:
-        if step.note and not chain[-1].note:
+        # one hop per line; a semantic note (the key, the read, the blend) beats "returned"/"passed"
+        if step.note and (not chain[-1].note or not _plumbing(step.note)):
             return chain[:-1] + (step,)
         return chain
     new = chain + (step,)
@@ -80,6 +81,10 @@ def extend(chain: Chain, step: Step) -> Chain:
         drop = plain[0] if plain else len(new) // 2
         new = new[:drop] + new[drop + 1:]
     return new
+
+
+def _plumbing(note: str) -> bool:
+    return note.startswith(("returned", "passed as"))
 
 
 class _NoConst:
@@ -200,7 +205,9 @@ def join(*vals: V) -> V:
                 labels[k] = c
         if v.objs:
             objs = objs | v.objs
-    form = first.form if all(v.form == first.form for v in vals) else None
+    # a form survives a merge with values that carry nothing (a fresh empty list, a None default)
+    formed = [v for v in vals if v.form is not None or v.labels or v.objs or v.items is not None]
+    form = formed[0].form if formed and all(v.form == formed[0].form for v in formed) else None
     c0 = first.const
     same_const = c0 is not NOCONST and all(_same_const(v.const, c0) for v in vals)
     items = None

@@ -14,7 +14,7 @@ import sys
 def _no_compile() -> None:
     import torch
 
-    def compile(model=None, *args, **kwargs):  # noqa: A001 - same name as torch.compile
+    def compile(model=None, *args, **kwargs):
         if model is None:
             return lambda m: m
         return model

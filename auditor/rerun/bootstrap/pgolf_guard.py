@@ -133,8 +133,7 @@ def _outside(path: str | None) -> bool:
     if (
         path is None
         or path in _ALWAYS_WRITABLE
-        or path.startswith("/proc/self/fd/")
-        or path.startswith("/dev/pts/")
+        or path.startswith(("/proc/self/fd/", "/dev/pts/"))
     ):
         return False
     return not any(path == r or path.startswith(r + os.sep) for r in _roots)

@@ -40,8 +40,8 @@ import weakref
 
 import numpy as np
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch._C import DisableTorchFunctionSubclass as _DISABLE
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 _LOCK = threading.RLock()
 _STATE = {"seq": 0, "ids": 0, "in_step": False, "busy": 0}
@@ -50,6 +50,9 @@ _BOOT = os.path.dirname(os.path.realpath(__file__))
 _FD: int | None = None
 _NONE: frozenset = frozenset()
 _REPORTED_MARKS: set[int] = set()
+# probe-position rows inspected per score event: every occurrence (a position sits in several
+# overlapping windows) of up to ~64 probe positions, so the committed occurrence is among them
+_PROBE_ROWS = 160
 
 # ---------------------------------------------------------------------------------------------
 # output
@@ -165,7 +168,7 @@ class Prov:
     bw      backward ids whose gradients this value carries
     """
 
-    __slots__ = ("pos", "sev", "mult", "contrib", "parents", "marks", "bw", "_coarse", "_mixed")
+    __slots__ = ("_coarse", "_mixed", "bw", "contrib", "marks", "mult", "parents", "pos", "sev")
 
     def __init__(self, pos=None, sev=None, mult=None, contrib=None, parents=(), marks=_NONE, bw=_NONE):
         self.pos, self.sev, self.mult = pos, sev, mult
@@ -177,7 +180,7 @@ class Prov:
     def is_score(self) -> bool:
         return self.sev is not None
 
-    def mixed(self) -> "Prov":
+    def mixed(self) -> Prov:
         """Provenance of a value computed from this one by an op that does not keep elements."""
         if self.pos is None and self.sev is None:
             return self
@@ -817,11 +820,6 @@ def _h_reduce(func, args, kwargs):
     )
 
 
-def _h_fresh_like(func, args, kwargs):
-    with _DISABLE():
-        return func(*args, **kwargs)
-
-
 # --- scoring ops -------------------------------------------------------------------------------
 
 
@@ -943,7 +941,7 @@ def _h_cross_entropy(func, args, kwargs):
         sid = _score_event(kind, pos, inp, extra)
         sel = _in_mask(_PROBE_MASK, pos.reshape(-1).numpy())
         if sel.any():
-            idx = np.nonzero(sel)[0][:32]
+            idx = np.nonzero(sel)[0][:_PROBE_ROWS]
             with _DISABLE(), torch.no_grad():
                 x = inp.detach()
                 if x.ndim > 2:  # [B, V, d...]: classes on dim 1
@@ -979,7 +977,7 @@ def _h_gather(func, args, kwargs):
         if base is not None and base.pos is not None:
             try:
                 return _wrap(out, _replay_prov(func, args, kwargs, base))
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - unusual signature: fall through to the coarse set
                 pass
         return _wrap(out, _merge(_collect(args, kwargs)))
     _STATE["busy"] += 1
@@ -987,7 +985,7 @@ def _h_gather(func, args, kwargs):
         sid = _score_event("gather", ipos, inp, {"vocab": int(inp.shape[dim])})
         sel = _in_mask(_PROBE_MASK, ipos.reshape(-1).numpy())
         if sel.any():
-            idx = np.nonzero(sel)[0][:32]
+            idx = np.nonzero(sel)[0][:_PROBE_ROWS]
             with _DISABLE(), torch.no_grad():
                 x = inp.detach().movedim(dim, -1)
                 o = out.detach().movedim(dim, -1)
@@ -1015,7 +1013,7 @@ def _h_score_index(args, kwargs, out):
         sid = _score_event("index", ypos, data, {"vocab": int(data.shape[-1])})
         sel = _in_mask(_PROBE_MASK, ypos.reshape(-1).numpy())
         if sel.any():
-            idx = np.nonzero(sel)[0][:32]
+            idx = np.nonzero(sel)[0][:_PROBE_ROWS]
             with _DISABLE(), torch.no_grad():
                 lead = tuple(
                     _cpu_plain(k).to(data.device) if isinstance(k, torch.Tensor) else k for k in key[:-1]
@@ -1083,7 +1081,7 @@ def _h_numpy(func, args, kwargs):
 
 # --- in-place writes, backward, parameters ---------------------------------------------------
 
-_PARAM_STORAGE: dict[int, "weakref.ref"] = {}  # storage pointer -> the parameter that owns it
+_PARAM_STORAGE: dict[int, weakref.ref] = {}  # storage pointer -> the parameter that owns it
 
 
 def _register_param(t) -> None:
@@ -1231,7 +1229,7 @@ def _h_inplace(func, args, kwargs):
                     sev = nsev
                 pos = npos
                 scores = []  # they now live in the destination's map
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - unusual signature: fall through to the coarse set
                 pass
     elif name == "copy_" and len(args) > 1 and isinstance(args[1], torch.Tensor):
         vp = getattr(args[1], "_pg", None)
@@ -1524,7 +1522,7 @@ class PosArray(np.ndarray):
                 sev[_np_plain(key)] = vp.sev.numpy()
             elif sev is not None:
                 sev[_np_plain(key)] = -1
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - keys numpy cannot replay: the map stays as it was
             pass
         marks = _union([p.marks] + ([vp.marks] if vp is not None else []))
         if kp and not (vp is not None and vp.is_score) and not _STATE["in_step"]:
@@ -1680,7 +1678,7 @@ class PosArray(np.ndarray):
         if name in _NP_REPLAY and isinstance(out, np.ndarray):
             try:
                 return _np_wrap(out, _np_replay(func, name, args, kwargs, provs, out))
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110 - unusual signature: fall through to the coarse set
                 pass
         return _np_wrap(out, _merge(provs)) if isinstance(out, np.ndarray) else out
 
@@ -1777,7 +1775,7 @@ def _np_score(data, key, out):
     sid = _score_event("np_index", torch.from_numpy(ypos.astype(np.int64)), data)
     sel = _in_mask(_PROBE_MASK, ypos.reshape(-1))
     if sel.any():
-        idx = np.nonzero(sel)[0][:32]
+        idx = np.nonzero(sel)[0][:_PROBE_ROWS]
         plain = np.ndarray.view(data, np.ndarray)
         rows_all = plain[tuple(_np_plain(k) for k in key[:-1])]
         rows_all = np.broadcast_to(rows_all, out.shape + (plain.shape[-1],)).reshape(-1, plain.shape[-1])
@@ -1917,7 +1915,7 @@ def _patch_numpy() -> None:
     np.fromfile = fromfile
     orig_memmap = np.memmap
 
-    class memmap(orig_memmap):  # noqa: N801 - keeps numpy's name
+    class memmap(orig_memmap):
         def __new__(cls, filename, dtype=np.uint8, mode="r+", offset=0, shape=None, order="C"):
             mm = orig_memmap.__new__(
                 orig_memmap, filename, dtype=dtype, mode=mode, offset=offset, shape=shape, order=order
@@ -2263,10 +2261,54 @@ def _register_handlers() -> None:
         if f is None:
             continue
         _PASS.add(f)
-        if hasattr(f, "__get__") and not callable(f):
+        if hasattr(f, "__get__") and not callable(f) or type(f).__name__ == "getset_descriptor":
             _PASS.add(f.__get__)
-        elif type(f).__name__ == "getset_descriptor":
-            _PASS.add(f.__get__)
+
+
+# --- module-boundary fast path -----------------------------------------------------------------
+# A module called only with tensors whose provenance is a coarse "influenced by" set (no element
+# map, no scores, no score contributions) cannot do anything the trace distinguishes: every
+# output is influenced by exactly that set. Such calls run on plain tensors (no per-op dispatch
+# inside: a transformer block costs what it costs untraced) and the set is re-attached to the
+# outputs. Calls with position maps (token ids, targets) or scores are traced op by op.
+
+_STRIPPED: list = []  # (module, args tuple handed to forward, provenance) for calls in flight
+
+
+def _module_pre(module, args):
+    if _STATE["busy"] or not args:
+        return None
+    provs = []
+    for a in args:
+        p = getattr(a, "_pg", None)
+        if p is None:
+            if isinstance(a, (list, tuple, dict)):
+                return None  # containers may hide tagged tensors: trace op by op
+            continue
+        if p.pos is not None or p.sev is not None or p.contrib is not None:
+            return None
+        provs.append(p)
+    if not provs:
+        return None
+    new_args = tuple(_plain(a) if isinstance(a, PosTensor) else a for a in args)
+    _STRIPPED.append((module, new_args, _merge(provs)))
+    return new_args
+
+
+def _module_post(module, args, output):
+    if not _STRIPPED or _STRIPPED[-1][0] is not module or _STRIPPED[-1][1] is not args:
+        return None
+    prov = _STRIPPED.pop()[2]
+
+    def tag(o):
+        if isinstance(o, torch.Tensor):
+            old = getattr(o, "_pg", None)
+            return _wrap(o, prov if old is None else _merge([old, prov]))
+        if isinstance(o, (tuple, list)) and not hasattr(o, "_fields"):
+            return type(o)(tag(v) for v in o)
+        return o
+
+    return tag(output)
 
 
 class _LineTap:
@@ -2306,6 +2348,11 @@ def install() -> None:
     register_optimizer_step_pre_hook(_step_pre_hook)
     register_optimizer_step_post_hook(_step_post_hook)
     sys.stdout = _LineTap(sys.stdout)
+    if os.environ.get("PGOLF_TRACE_MODULE_FASTPATH", "1") == "1":
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        register_module_forward_pre_hook(_module_pre)
+        register_module_forward_hook(_module_post)
     _emit(
         {
             "ev": "start",

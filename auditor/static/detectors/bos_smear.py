@@ -75,7 +75,7 @@ def _shifted(node: ast.AST, kind: str):
 def _prev_copies(func: FuncInfo) -> dict[str, str]:
     """Names bound to a one-step-shifted copy of a tensor: name -> dump of the shifted tensor."""
     out = {}
-    for node in ast.walk(func.node):
+    for node in func.all_nodes():
         if not isinstance(node, ast.Assign) or len(node.targets) != 1:
             continue
         names = target_names(node.targets[0])
@@ -111,7 +111,7 @@ def _prev_copies(func: FuncInfo) -> dict[str, str]:
 
 def _bos_mask_names(func: FuncInfo) -> set[str]:
     names = set()
-    for node in ast.walk(func.node):
+    for node in func.all_nodes():
         if isinstance(node, ast.Assign):
             if any(_is_bos_compare(c) for c in ast.walk(node.value)):
                 for t in node.targets:
@@ -166,11 +166,28 @@ def _masked(an: Analysis, func: FuncInfo, expr: ast.AST) -> bool:
     return False
 
 
+def _has_shifts(func: FuncInfo) -> bool:
+    kinds = set()
+    for n in func.all_nodes():
+        if isinstance(n, ast.Call) and isinstance(n.func, (ast.Attribute, ast.Name)) and \
+                (n.func.attr if isinstance(n.func, ast.Attribute) else n.func.id) == "roll":
+            return True
+        if isinstance(n, ast.Subscript) and isinstance(n.slice, (ast.Slice, ast.Tuple)):
+            sa = _slice_at(n.slice)
+            if sa is not None:
+                kinds.add(sa[1])
+                if len(kinds) == 2:
+                    return True
+    return "prev" in kinds
+
+
 def _smears(func: FuncInfo):
     """(node, kind) for each previous-token mixing expression in ``func``."""
+    if not _has_shifts(func):
+        return
     prev_copies = _prev_copies(func)
     seen = set()
-    for node in ast.walk(func.node):
+    for node in func.all_nodes():
         if not isinstance(node, ast.BinOp):
             continue
         if isinstance(node.op, (ast.Add, ast.Sub)):

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from auditor.static.analysis import pos
 from auditor.static.events import Event
-from auditor.static.program import FuncInfo, depends_on, names_in, target_names
+from auditor.static.program import FuncInfo, depends_on, dotted, names_in, target_names
 from auditor.static.values import ATT, CALLRES, VAL
 
 LOGGING_HINTS = ("log", "print", "format", "write", "info", "debug", "warn")
@@ -85,9 +85,11 @@ def loop_var_names(loop: ast.AST) -> set[str]:
     return set()
 
 
-def is_repeat_loop(func: FuncInfo, loop: ast.AST) -> bool:
+def is_repeat_loop(func: FuncInfo, loop: ast.AST, user_functions: frozenset[str] = frozenset()) -> bool:
     """A loop whose iteration variable never selects data (``for epoch in range(E)``): each
-    iteration revisits the same tokens. While-loops are treated as data loops."""
+    iteration revisits the same tokens. The variable selects data when it reaches a subscript
+    index/slice or an argument of a user-defined function; learning-rate schedules and logging
+    (``cos(pi * epoch / E)``, ``log(f"{epoch}")``) do not count. While-loops are data loops."""
     if not isinstance(loop, (ast.For, ast.AsyncFor)):
         return False
     loop_vars = loop_var_names(loop)
@@ -97,17 +99,16 @@ def is_repeat_loop(func: FuncInfo, loop: ast.AST) -> bool:
     for node in ast.walk(loop):
         if node is loop.iter:
             continue
-        if isinstance(node, ast.Subscript):
+        if isinstance(node, ast.Subscript) and not isinstance(node.ctx, ast.Store):
             used |= names_in(node.slice)
         elif isinstance(node, ast.Call):
-            fname = (ast.unparse(node.func) if hasattr(ast, "unparse") else "").lower()
-            if any(h in fname for h in LOGGING_HINTS):
+            fname = (dotted(node.func) or "").rsplit(".", 1)[-1]
+            if fname not in user_functions or any(h in fname.lower() for h in LOGGING_HINTS):
                 continue
             for a in node.args:
                 used |= names_in(a)
             for kw in node.keywords:
                 used |= names_in(kw.value)
-    used -= {n for n in used if n in ("range", "len", "min", "max")}
     return not depends_on(func, used, loop_vars)
 
 

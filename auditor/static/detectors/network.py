@@ -43,7 +43,7 @@ def detect(an: Analysis) -> list:
     for info in an.program.files:
         if info.idx in analyzed:
             continue
-        for node in ast.walk(info.tree):
+        for node in info.all_nodes():
             if not isinstance(node, ast.Call):
                 continue
             name = _qualified(info, node.func)

@@ -54,6 +54,21 @@ def detect(an: Analysis) -> list:
     return out
 
 
+def _short_path(an: Analysis, ev: Event, cite: list[Event]) -> list:
+    """Evidence: where the validation tokens come from, how they reach the update's function, the
+    update itself, then the scores it is ordered against."""
+    chain = ev.labels.get(VAL, ()) or ev.labels.get(LOCALPARAM, ())
+    steps = list(chain[:2])
+    inside = [st for st in chain if st.file == ev.file.idx and ev.func.line <= st.line <= ev.line]
+    steps += inside[-2:]
+    path = an.path(tuple(steps), sink=an.event_loc(ev))
+    for c in cite:
+        loc = an.event_loc(c, role="via")
+        loc.snippet = f"{loc.snippet}  # {'score committed' if c.kind == 'score' else 'table read'}"
+        path.append(loc)
+    return path
+
+
 def _same_table(update: Event, read: Event) -> bool:
     a, b = update.info.get("table"), read.info.get("table")
     return a is None or b is None or a == b or a.split(".")[-1] == b.split(".")[-1]
@@ -101,7 +116,7 @@ def _judge_table(an: Analysis, evs: list[Event], reads: list[Event], scores: lis
     ev = v["event"]
     reach = an.reach_events([x["event"] for x in verdicts])
     sink = an.event_loc(ev)
-    path = an.path(ev.labels.get(VAL, ()), sink=sink) + [an.event_loc(c, role="via") for c in v["cite"]]
+    path = _short_path(an, ev, v["cite"])
     return an.make(v["rule"], v["message"], location=sink, path=path, reach=reach, confidence=v["confidence"])
 
 
@@ -119,10 +134,7 @@ def _judge_update(an: Analysis, evs: list[Event], scores: list[Event], steps: li
     ev = v["event"]
     reach = an.reach_events([x["event"] for x in verdicts])
     sink = an.event_loc(ev)
-    extra = [an.event_loc(s, role="via") for s in v.get("cite", [])]
-    path = an.path(ev.labels.get(VAL, ()), sink=sink, extra=None)
-    if extra:
-        path = path + extra
+    path = _short_path(an, ev, v.get("cite", []))
     return an.make(
         v["rule"].split("-")[0],
         v["message"],
@@ -150,13 +162,13 @@ def _judge_one(an: Analysis, ev: Event, scores: list[Event], steps: list[Event],
         if kind == "train"
         else "a table keyed by validation tokens is written"
     )
-    if kind == "train" and not after and _throwaway(ev, steps):
+    if kind == "train" and not after and not before and _throwaway(ev, steps):
         return None  # a fresh adapter trained and then discarded (compile warm-up): no scored state changes
     fn = ev.func
     for s, (k, loops) in before:
         # score-first in a loop; but is an enclosing repeat loop revisiting the same tokens?
         for lp, lfunc in _loops_with_funcs(ev, k, loops):
-            if is_repeat_loop(lfunc, lp) and _contains_loop_of(s, lp):
+            if is_repeat_loop(lfunc, lp, _user_functions(an)) and _contains_loop_of(s, lp):
                 last_guard = _guard_on(s, lp, lfunc)
                 if last_guard is not None:
                     return {
@@ -199,7 +211,8 @@ def _judge_one(an: Analysis, ev: Event, scores: list[Event], steps: list[Event],
                         f"pass on, tokens are scored again after the state was updated with them (C4)."
                     ),
                 }
-        return None
+    if before:
+        return None  # score-first: every update follows the scores of its iteration
     later = [s for s in scores if s.order > ev.order and s.frames[0].func is ev.frames[0].func]
     if after:
         s, (k, loops) = after[0]
@@ -284,6 +297,14 @@ def _judge_one(an: Analysis, ev: Event, scores: list[Event], steps: list[Event],
     }
 
 
+def _user_functions(an: Analysis) -> frozenset[str]:
+    names = getattr(an, "_user_function_names", None)
+    if names is None:
+        names = frozenset(f.name for f in an.program.funcs if f.kind not in ("module", "classbody"))
+        an._user_function_names = names
+    return names
+
+
 def _loops_with_funcs(ev: Event, k: int, loops: list):
     out = []
     for fr in ev.frames[: k + 1]:
@@ -352,7 +373,7 @@ def _context_only(an: Analysis, train: Event, score: Event) -> bool:
         return False
     func = train.func
     stops = set()
-    for node in ast.walk(func.node):
+    for node in func.all_nodes():
         if (
             isinstance(node, ast.Slice)
             and node.upper is not None
@@ -361,7 +382,7 @@ def _context_only(an: Analysis, train: Event, score: Event) -> bool:
         ):
             stops |= names_in(node.upper)
     covers_scored = False
-    for node in ast.walk(func.node):
+    for node in func.all_nodes():
         if (
             isinstance(node, ast.Slice)
             and node.lower is not None

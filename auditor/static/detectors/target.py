@@ -22,7 +22,7 @@ from __future__ import annotations
 from auditor.models import Confidence
 from auditor.static.analysis import Analysis
 from auditor.static.detectors.common import group_by_site
-from auditor.static.values import BLEND, GATE, STATE, TKEY, TMIX, VAL
+from auditor.static.values import BLEND, GATE, STATE, TKEY, TLUT, TMIX, VAL
 
 
 def _key_step(chain, prefixes):
@@ -116,7 +116,7 @@ def detect(an: Analysis) -> list:
     # -- C102: target-gated choices --------------------------------------------------------------
     gates: dict[tuple, list] = {}
     for ev in scores:
-        chain = ev.labels.get(GATE)
+        chain = ev.labels.get(GATE) or ev.labels.get(TLUT)
         if not chain:
             continue
         step = _key_step(
@@ -138,7 +138,7 @@ def detect(an: Analysis) -> list:
         gates.setdefault((step.file, step.line), []).append(ev)
     for (fidx, line), evs in gates.items():
         ev = _prefer_score(evs)
-        chain = ev.labels[GATE]
+        chain = ev.labels.get(GATE) or ev.labels[TLUT]
         step = _key_step(
             chain,
             (

@@ -27,14 +27,14 @@ import torch.nn.functional as F
 class Hyperparameters:
     data_path = os.environ.get("DATA_PATH", "./data/datasets/fineweb10B_sp256")
     tokenizer_path = os.environ.get("TOKENIZER_PATH", "./data/tokenizers/fineweb_256_bpe.model")
-    vocab_size = int(os.environ.get("VOCAB_SIZE", 256))
-    iterations = int(os.environ.get("ITERATIONS", 30))
-    train_seq_len = int(os.environ.get("TRAIN_SEQ_LEN", 64))
-    eval_seq_len = int(os.environ.get("EVAL_SEQ_LEN", 64))
-    model_dim = int(os.environ.get("MODEL_DIM", 32))
-    seed = int(os.environ.get("SEED", 1337))
+    vocab_size = int(os.environ.get("VOCAB_SIZE", "256"))
+    iterations = int(os.environ.get("ITERATIONS", "30"))
+    train_seq_len = int(os.environ.get("TRAIN_SEQ_LEN", "64"))
+    eval_seq_len = int(os.environ.get("EVAL_SEQ_LEN", "64"))
+    model_dim = int(os.environ.get("MODEL_DIM", "32"))
+    seed = int(os.environ.get("SEED", "1337"))
     eval_mode = os.environ.get("EVAL_MODE", "plain")
-    lr = float(os.environ.get("LR", 0.05))
+    lr = float(os.environ.get("LR", "0.05"))
 
 
 def load_shard(path):

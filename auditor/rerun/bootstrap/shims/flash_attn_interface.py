@@ -5,6 +5,8 @@ computed with PyTorch's scaled_dot_product_attention, so numbers differ from FA3
 Grouped-query attention (fewer KV heads) is expanded to the query heads.
 """
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -59,7 +61,7 @@ def flash_attn_varlen_func(
     """Packed sequences [total, heads, dim] with cumulative lengths: attention within each sequence."""
     outs = []
     bounds = cu_seqlens_q.tolist()
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         qs, ks, vs = q[a:b].unsqueeze(0), k[a:b].unsqueeze(0), v[a:b].unsqueeze(0)
         outs.append(flash_attn_func(qs, ks, vs, dropout_p, softmax_scale, causal).squeeze(0))
     return torch.cat(outs, dim=0)
