@@ -213,6 +213,55 @@ def schema() -> None:
 
 
 @app.command()
+def rerun(
+    record: Annotated[Path, typer.Argument(help="Record folder to rerun at tiny scale.")],
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    probes: Annotated[str, typer.Option(help="Comma-separated: trace,gibbs,causal,norm (or all).")] = "all",
+    timeout: Annotated[int, typer.Option(help="Wall-clock budget for all runs, seconds.")] = 900,
+    env: Annotated[list[str] | None, typer.Option(help="Extra KEY=VALUE for the script (repeatable).")] = None,
+    tiny_model: Annotated[bool, typer.Option(help="Shrink the model too (env names the script reads); off for --device cuda.")] = True,
+    require_isolation: Annotated[bool, typer.Option(help="Refuse to run without namespaces/uid switch.")] = False,
+    keep_workdir: Annotated[bool, typer.Option(help="Keep the sandbox workspace for inspection.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+) -> None:
+    """Rerun a record's own script in a sandbox under tracing and probes (dynamic evidence only)."""
+    from auditor import intake, report, verdict
+    from auditor.models import AuditReport, RecordAudit
+    from auditor.rerun import RerunOptions, rerun_record
+
+    records = intake.discover_records(record)
+    if len(records) != 1:
+        raise PgolfError(f"{record}: expected one record folder, found {len(records)}")
+    rec = records[0]
+    extra = {}
+    for item in env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--env expects KEY=VALUE, got {item!r}")
+        extra[key] = value
+    wanted = ("trace", "gibbs", "causal", "norm") if probes == "all" else tuple(p.strip() for p in probes.split(",") if p.strip())
+    options = RerunOptions(device=device, probes=wanted, timeout_s=timeout, env=extra,
+                           tiny_model=tiny_model and device == "cpu",
+                           require_isolation=require_isolation, keep_workdir=keep_workdir)
+    result = rerun_record(rec.root, options)
+    findings = verdict.sort_findings(result.findings)
+    audit = RecordAudit(path=rec.rel, name=rec.name, track=rec.track, verdict=verdict.decide(findings),
+                        findings=findings, rerun=result.summary)
+    full = AuditReport(tool_version=__version__, generated_at=_now(), verdict=audit.verdict, records=[audit],
+                       options={"rerun": options.model_dump(mode="json")})
+    render_opts = {"color": False} if fmt is Format.text and output is not None else {}
+    _emit(report.render(full, fmt.value, **render_opts), output)
+    raise typer.Exit(int(VERDICT_EXIT[full.verdict]))
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@app.command()
 def train(
     preset: Annotated[str, typer.Option(help="record-8xh100 | 1xh100 | tiny-cpu")],
     out: Annotated[Path, typer.Option(help="Record folder to create.")],
@@ -268,7 +317,7 @@ def main() -> None:
     except PgolfError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         sys.exit(int(exc.exit_code))
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+    except Exception as exc:
         kinds = {cls.__name__ for cls in type(exc).__mro__}
         if "ClickException" in kinds:  # usage errors (typer ships its own copy of click)
             exc.show(file=sys.stderr)

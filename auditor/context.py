@@ -29,6 +29,7 @@ class RecordContext:
     significance: Significance | None = None  # set by the significance check
     # Logs that back the claimed score (set by the claims check; None = no claim explained)
     claim_logs: set[str] | None = None
+    rerun_summary: dict | None = None  # set by the rerun check (`audit --rerun`)
 
     @property
     def entry_sources(self) -> list[SourceFile]:

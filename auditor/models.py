@@ -137,6 +137,7 @@ class RecordAudit(BaseModel):
     claimed: dict[str, Any] = Field(default_factory=dict)  # normalized submission.json values
     significance: Significance | None = None
     sources: list[dict[str, Any]] = Field(default_factory=list)  # unwrapped sources: file, chain, bytes
+    rerun: dict[str, Any] | None = None  # dynamic rerun summary (runs, probes, trace), with --rerun
     error: str | None = None
 
 

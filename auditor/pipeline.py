@@ -92,6 +92,7 @@ def _record_audit(ctx: RecordContext, findings: list[Finding]) -> RecordAudit:
         runs=runs,
         claimed=ctx.submission.summary() if ctx.submission is not None else {},
         significance=ctx.significance,
+        rerun=ctx.rerun_summary,
         sources=[
             {
                 "file": s.path,

@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from auditor import intake  # noqa: E402
-from auditor.models import Severity  # noqa: E402
-from auditor.parse.logs import parse_log  # noqa: E402
-from auditor.parse.readme import parse_readme  # noqa: E402
-from auditor.static import StaticConfig, run_static  # noqa: E402
-from auditor.unwrap import unwrap_folder  # noqa: E402
+from auditor import intake
+from auditor.models import Severity
+from auditor.parse.logs import parse_log
+from auditor.parse.readme import parse_readme
+from auditor.static import StaticConfig, run_static
+from auditor.unwrap import unwrap_folder
 
 # Known illegal PRs (docs/rules.md §2) -> family. A family is caught by any error of its rules.
 FAMILY_RULES = {
@@ -43,42 +43,101 @@ FAMILY_RULES = {
     "last-epoch-ttt": {"C401", "C301"},
     "bos-smear": {"C103"},
     "target-gated-hint": {"C102"},
+    # (a paid-prefix entry without its blob builder is caught by the score gated on stored == target)
+    "val-data-in-training": {"C303", "C102"},
 }
 MANIFEST = {
     # 2.1 hashed n-gram caches with the target in the key
-    779: "ngram-target-in-hash", 659: "ngram-target-in-hash", 770: "ngram-target-in-hash",
-    797: "ngram-target-in-hash", 758: "ngram-target-in-hash", 763: "ngram-target-in-hash",
-    788: "ngram-target-in-hash", 795: "ngram-target-in-hash", 909: "ngram-target-in-hash",
-    968: "ngram-target-in-hash", 776: "ngram-target-in-hash", 753: "ngram-target-in-hash",
-    982: "ngram-target-in-hash", 761: "ngram-target-in-hash", 931: "ngram-target-in-hash",
-    962: "ngram-target-in-hash", 1030: "ngram-target-in-hash",
+    779: "ngram-target-in-hash",
+    659: "ngram-target-in-hash",
+    770: "ngram-target-in-hash",
+    797: "ngram-target-in-hash",
+    758: "ngram-target-in-hash",
+    763: "ngram-target-in-hash",
+    788: "ngram-target-in-hash",
+    795: "ngram-target-in-hash",
+    909: "ngram-target-in-hash",
+    968: "ngram-target-in-hash",
+    776: "ngram-target-in-hash",
+    753: "ngram-target-in-hash",
+    982: "ngram-target-in-hash",
+    761: "ngram-target-in-hash",
+    931: "ngram-target-in-hash",
+    962: "ngram-target-in-hash",
+    1030: "ngram-target-in-hash",
     # 2.2 two-pass / full rescore
-    846: "two-pass-rescore", 853: "two-pass-rescore", 868: "two-pass-rescore", 869: "two-pass-rescore",
-    870: "two-pass-rescore", 881: "two-pass-rescore", 888: "two-pass-rescore", 907: "two-pass-rescore",
-    933: "two-pass-rescore", 959: "two-pass-rescore", 986: "two-pass-rescore",
+    846: "two-pass-rescore",
+    853: "two-pass-rescore",
+    868: "two-pass-rescore",
+    869: "two-pass-rescore",
+    870: "two-pass-rescore",
+    881: "two-pass-rescore",
+    888: "two-pass-rescore",
+    907: "two-pass-rescore",
+    933: "two-pass-rescore",
+    959: "two-pass-rescore",
+    986: "two-pass-rescore",
     573: "best-of-k",
     # 2.3 SLOT
-    1172: "slot", 1176: "slot", 1209: "slot", 1229: "slot", 1236: "slot", 1249: "slot", 1263: "slot",
-    1278: "slot", 1291: "slot", 1321: "slot", 1324: "slot", 1329: "slot", 1430: "slot", 675: "slot",
+    1172: "slot",
+    1176: "slot",
+    1209: "slot",
+    1229: "slot",
+    1236: "slot",
+    1249: "slot",
+    1263: "slot",
+    1278: "slot",
+    1291: "slot",
+    1321: "slot",
+    1324: "slot",
+    1329: "slot",
+    1430: "slot",
+    675: "slot",
     1488: "slot",
     # 2.4 pre-quant TTT and other train-on-val-before-scoring
-    1376: "prequant-ttt", 1364: "prequant-ttt", 1416: "prequant-ttt", 1423: "prequant-ttt",
-    1482: "prequant-ttt", 1485: "prequant-ttt", 1487: "prequant-ttt", 1517: "prequant-ttt",
-    1539: "prequant-ttt", 1550: "prequant-ttt", 1735: "prequant-ttt", 1738: "prequant-ttt",
-    1758: "prequant-ttt", 1911: "prequant-ttt", 1958: "prequant-ttt", 1972: "prequant-ttt",
-    1992: "prequant-ttt", 1399: "prequant-ttt",
-    525: "last-epoch-ttt", 713: "last-epoch-ttt", 568: "last-epoch-ttt",
+    1376: "prequant-ttt",
+    1364: "prequant-ttt",
+    1416: "prequant-ttt",
+    1423: "prequant-ttt",
+    1482: "prequant-ttt",
+    1485: "prequant-ttt",
+    1487: "prequant-ttt",
+    1517: "prequant-ttt",
+    1539: "prequant-ttt",
+    1550: "prequant-ttt",
+    1735: "prequant-ttt",
+    1738: "prequant-ttt",
+    1758: "prequant-ttt",
+    1911: "prequant-ttt",
+    1958: "prequant-ttt",
+    1972: "prequant-ttt",
+    1992: "prequant-ttt",
+    1399: "prequant-ttt",
+    525: "last-epoch-ttt",
+    713: "last-epoch-ttt",
+    568: "last-epoch-ttt",
     # 2.6 SmearGate across BOS (#1797 before its fix; later #1787/#1797-derived rows without the mask)
     # (#1798 and #1837 also ship the unmasked smear but their logs show smear_gate_enabled: False)
-    1797: "bos-smear", 1854: "bos-smear", 1874: "bos-smear",
-    1881: "bos-smear", 1883: "bos-smear", 1920: "bos-smear", 1934: "bos-smear", 1977: "bos-smear",
+    1797: "bos-smear",
+    1854: "bos-smear",
+    1874: "bos-smear",
+    1881: "bos-smear",
+    1883: "bos-smear",
+    1920: "bos-smear",
+    1934: "bos-smear",
+    1977: "bos-smear",
     # 2.1 trap: hints gated on the realized token
-    1967: "target-gated-hint", 2018: "target-gated-hint",
+    1967: "target-gated-hint",
+    2018: "target-gated-hint",
+    # 2.7 val data on the training path: val-calibrated GPTQ (#728 before its re-filing), paid prefix
+    728: "val-data-in-training",
+    262: "val-data-in-training",
+    275: "val-data-in-training",
 }
 
 
 # PRs whose head was fixed after the ruling: audit the commit that was reviewed.
-PINNED = {1797: "8e4bea2e0"}
+PINNED = {1797: "8e4bea2e0", 728: "713bb3fcd"}
 
 
 def audit_folder(root: Path) -> tuple[list, float, int]:
@@ -96,7 +155,9 @@ def audit_folder(root: Path) -> tuple[list, float, int]:
     if readme.exists():
         env = parse_readme(readme, "README.md").env_for_seed(None)
     hps, texts = [], []
-    for log in sorted(p for p in root.rglob("*") if p.suffix in (".log", ".txt") and "requirements" not in p.name):
+    for log in sorted(
+        p for p in root.rglob("*") if p.suffix in (".log", ".txt") and "requirements" not in p.name
+    ):
         parsed = parse_log(log, str(log.relative_to(root)))
         if parsed.hyperparameters and parsed.hyperparameters not in hps:
             hps.append(parsed.hyperparameters)
@@ -104,9 +165,9 @@ def audit_folder(root: Path) -> tuple[list, float, int]:
     date = root.name[:10] if len(root.name) >= 10 and root.name[4] == "-" else None
     config = StaticConfig(readme_env=env, hyperparameters=hps, submission_date=date, log_texts=texts)
     sources = [s for s in unwrapped.sources if s.tree is not None]
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: stable on a shared machine
     findings = run_static(sources, config)
-    dt = time.perf_counter() - t0
+    dt = time.process_time() - t0
     return findings, dt, sum(len(s.text) for s in sources)
 
 
@@ -116,7 +177,9 @@ def _fmt(f) -> str:
 
 
 def eval_records(records: Path, verbose: bool) -> int:
-    folders = sorted(p for track in records.iterdir() if track.is_dir() for p in track.iterdir() if p.is_dir())
+    folders = sorted(
+        p for track in records.iterdir() if track.is_dir() for p in track.iterdir() if p.is_dir()
+    )
     total_t, errors, by_rule = 0.0, 0, defaultdict(int)
     slowest = []
     for folder in folders:
@@ -132,7 +195,9 @@ def eval_records(records: Path, verbose: bool) -> int:
             for f in findings:
                 if verbose or f.severity == Severity.ERROR:
                     print(_fmt(f))
-    print(f"\nrecords: {len(folders)} folders, {errors} error findings, static time {total_t:.2f} s total")
+    print(
+        f"\nrecords: {len(folders)} folders, {errors} error findings, static analysis CPU time {total_t:.2f} s total"
+    )
     print("findings by rule/severity:", dict(sorted(by_rule.items())))
     slowest.sort(reverse=True)
     print("slowest:", ", ".join(f"{n[:40]} {t * 1000:.0f} ms ({s // 1000} KB)" for t, s, n in slowest[:5]))
@@ -143,7 +208,9 @@ def _added_folders(mirror: Path, pr: int) -> tuple[str, list[str]] | None:
     ref = PINNED.get(pr, f"refs/pull/{pr}/head")
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(mirror), *args], capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["git", "-C", str(mirror), *args], capture_output=True, text=True, check=False
+        ).stdout
 
     if not git("rev-parse", "--verify", "-q", ref).strip():
         return None
@@ -158,15 +225,21 @@ TEXT_SUFFIXES = (".py", ".md", ".log", ".txt", ".json", ".sh", ".cpp", ".c", ".h
 
 def _extract_text_files(mirror: Path, ref: str, folder: str, dest: Path) -> None:
     """Copy the folder's text files out of git (the mirror may lack large binary blobs)."""
-    listing = subprocess.run(["git", "-C", str(mirror), "ls-tree", "-r", "--name-only", ref, "--", folder],
-                             capture_output=True, text=True).stdout.splitlines()
+    listing = subprocess.run(
+        ["git", "-C", str(mirror), "ls-tree", "-r", "--name-only", ref, "--", folder],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
     for path in listing:
         if not path.endswith(TEXT_SUFFIXES):
             continue
-        blob = subprocess.run(["git", "-C", str(mirror), "show", f"{ref}:{path}"], capture_output=True)
+        blob = subprocess.run(
+            ["git", "-C", str(mirror), "show", f"{ref}:{path}"], capture_output=True, check=False
+        )
         if blob.returncode != 0:
             continue
-        out = dest / path[len(folder) + 1:]
+        out = dest / path[len(folder) + 1 :]
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(blob.stdout)
 
@@ -191,9 +264,11 @@ def eval_prs(mirror: Path, verbose: bool, only: set[str] | None = None) -> None:
                 findings, dt, _ = audit_folder(dest)
                 rules = {f.rule_id for f in findings if f.severity == Severity.ERROR}
                 hits |= rules
-                notes.append(f"{folder.rsplit('/', 1)[-1][:60]}: errors={sorted(rules)} "
-                             f"warnings={sorted({f.rule_id for f in findings if f.severity == Severity.WARNING})} "
-                             f"({dt * 1000:.0f} ms)")
+                notes.append(
+                    f"{folder.rsplit('/', 1)[-1][:60]}: errors={sorted(rules)} "
+                    f"warnings={sorted({f.rule_id for f in findings if f.severity == Severity.WARNING})} "
+                    f"({dt * 1000:.0f} ms)"
+                )
                 if verbose:
                     for f in findings:
                         notes.append(_fmt(f))

@@ -144,3 +144,32 @@ def test_wall_clock_limit_kills_the_process_tree():
     if ns_ok and os.geteuid() == 0:
         assert not _uid_processes(DEFAULT_UID)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_without_namespaces_the_guard_still_denies_and_the_result_says_so(monkeypatch):
+    from auditor.rerun import sandbox
+    from auditor.rerun.workspace import BOOTSTRAP_DIR
+
+    monkeypatch.setattr(sandbox, "namespaces_available", lambda: (False, "simulated: unshare missing"))
+    root = _sandbox_root()
+    ws = root / "ws"
+    ws.mkdir()
+    target = f"/tmp/pgolf-degraded-{uuid.uuid4().hex[:10]}"
+    (ws / "probe.py").write_text(
+        "import socket\n"
+        f"try:\n    open({target!r}, 'w').write('x')\nexcept PermissionError:\n    print('write denied')\n"
+        "try:\n    socket.create_connection(('198.51.100.7', 80), timeout=2)\nexcept PermissionError:\n"
+        "    print('network denied')\n")
+    env = {"PATH": "/usr/bin:/bin", "PGOLF_WORKSPACE": str(ws), "PYTHONPATH": str(BOOTSTRAP_DIR)}
+    res = sandbox.run_sandboxed([sys.executable, "probe.py"], ws, env, SandboxLimits(wall_seconds=60),
+                                out_dir=root / "out", out_fds={"PGOLF_GUARD_FD": "guard.jsonl"})
+    try:
+        assert res.returncode == 0, res.stderr
+        assert "write denied" in res.stdout and "network denied" in res.stdout
+        assert not Path(target).exists()
+        assert res.mechanisms["network_namespace"].startswith("unavailable: simulated")
+        assert {e["event"] for e in res.guard_events} >= {"write_outside", "network"}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if Path(target).exists():
+            Path(target).unlink()

@@ -53,14 +53,18 @@ def _marked_lines(sources, rule: str) -> set[int]:
 def test_flag_fixture_raises_rule(rule, path):
     sources, findings = _audit(rule, path)
     hits = [f for f in findings if f.rule_id == rule and f.severity == Severity.ERROR]
-    assert hits, f"{path.name}: no {rule} error; got {[(f.rule_id, f.severity.value, f.location.line) for f in findings]}"
+    assert hits, (
+        f"{path.name}: no {rule} error; got {[(f.rule_id, f.severity.value, f.location.line) for f in findings]}"
+    )
     for f in hits:
         assert f.location is not None and f.location.line, "a finding must point at a line"
         assert f.path, "a finding must carry its evidence path"
     marked = _marked_lines(sources, rule)
     assert marked, f"{path.name} marks no line with '# ruleid: {rule}'"
     found = {f.location.line for f in hits}
-    assert marked <= found, f"{path.name}: marked lines {sorted(marked)} not all reported (reported {sorted(found)})"
+    assert marked <= found, (
+        f"{path.name}: marked lines {sorted(marked)} not all reported (reported {sorted(found)})"
+    )
 
 
 @pytest.mark.parametrize("rule,path", _cases("pass_"))

@@ -97,6 +97,9 @@ class RerunOptions(BaseModel):
                 data[ours] = value
         if "timeout_s" in data:
             data["run_timeout_s"] = min(600, int(data["timeout_s"]))
+        # An audit's rerun on the CPU must also shrink the model: record defaults (11L x 512,
+        # vocab 8192) do not finish on a CPU within any useful budget.
+        data["tiny_model"] = data.get("device", "cpu") == "cpu"
         return cls.model_validate(data)
 
     def wants(self, probe: str) -> bool:
@@ -326,7 +329,7 @@ def _gibbs_findings(info: ScriptInfo, checks: list[P.GibbsCheck]) -> list[Findin
             f"Gibbs probe ({c.run}, {c.n_scored} scored tokens): '{c.label}' reports val_loss {c.val_loss:.6f}, "
             f"{-c.margin:.4f} nats below the floor {c.floor:.6f} = ln {c.support} x non-BOS share "
             f"(tolerance {c.tolerance:.2e}); no causal, normalized, score-first, single-pass evaluation can "
-            f"do that on i.i.d. tokens (chance < {P.DEFAULT_ALPHA:g})",
+            f"do that on i.i.d. tokens (chance < {c.alpha:g})",
             severity=None if c.reported else Severity.WARNING, origin="dynamic", data=c.as_dict(),
             location=Location(file=info.entry, wrapper=info.wrapper)))
     return out

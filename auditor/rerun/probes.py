@@ -48,6 +48,7 @@ class GibbsCheck:
     floor: float
     tolerance: float
     counts_from: str  # "trace" | "assumed"
+    alpha: float = DEFAULT_ALPHA
 
     @property
     def margin(self) -> float:
@@ -62,7 +63,8 @@ class GibbsCheck:
         return {"run": self.run, "label": self.label, "reported": self.reported, "val_loss": self.val_loss,
                 "support": self.support, "n_scored": self.n_scored, "n_bos_scored": self.n_bos_scored,
                 "floor": round(self.floor, 8), "tolerance": round(self.tolerance, 8),
-                "margin_nats": round(self.margin, 8), "violated": self.violated, "counts_from": self.counts_from}
+                "margin_nats": round(self.margin, 8), "violated": self.violated, "counts_from": self.counts_from,
+                "alpha": self.alpha}
 
 
 def gibbs_floor(support: int, n_scored: int, n_bos_scored: int) -> float:
@@ -89,7 +91,8 @@ def gibbs_check(run: str, label: str, reported: bool, val_loss: float, support: 
         n_bos = int(np.count_nonzero((bos_positions >= 1) & (bos_positions < n_tokens)))
         tol = gibbs_tolerance(max(n // 4, 1), alpha)
         source = "assumed"
-    return GibbsCheck(run, label, reported, val_loss, support, n, n_bos, gibbs_floor(support, n, n_bos), tol, source)
+    return GibbsCheck(run, label, reported, val_loss, support, n, n_bos, gibbs_floor(support, n, n_bos), tol, source,
+                      alpha)
 
 
 @dataclass

@@ -338,6 +338,11 @@ def run_sandboxed(
         mechanisms["private_tmp"] = reason
         prefix = []
     run_uid = uid if (is_root and uid is not None) else None
+    uid_note = "unavailable: not running as root" if not is_root else "disabled"
+    if run_uid is not None and not ns_ok and exposure_map(interpreter_paths(argv[0])):
+        # without a mount namespace we cannot re-expose an interpreter under a private directory
+        run_uid = None
+        uid_note = "unavailable: the interpreter is not reachable by an unprivileged uid without a mount namespace"
     if run_uid is not None:
         _chown_tree(workdir, run_uid, run_uid)
         # the uid must be able to reach the workspace through its parents (we never chmod them)
@@ -346,7 +351,7 @@ def run_sandboxed(
             raise RuntimeError(f"sandbox uid cannot traverse {blocked[0]} to reach {workdir}")
         mechanisms["unprivileged_uid"] = f"active (uid {run_uid})"
     else:
-        mechanisms["unprivileged_uid"] = "unavailable: not running as root" if not is_root else "disabled"
+        mechanisms["unprivileged_uid"] = uid_note
     if require_isolation and (not ns_ok or run_uid is None):
         raise RuntimeError("sandbox isolation unavailable: " + json.dumps(mechanisms))
 

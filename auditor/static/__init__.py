@@ -9,6 +9,7 @@ files of one submission (``auditor.unwrap.SourceFile`` or anything with ``path``
 from __future__ import annotations
 
 import ast
+import gc
 import logging
 
 from auditor.findings import finding
@@ -17,7 +18,7 @@ from auditor.static.analysis import Analysis, StaticConfig
 from auditor.static.detectors import DETECTORS
 from auditor.static.program import SourceLike
 
-__all__ = ["StaticConfig", "SourceLike", "run_static", "analyze"]
+__all__ = ["SourceLike", "StaticConfig", "analyze", "run_static"]
 
 log = logging.getLogger(__name__)
 
@@ -36,41 +37,61 @@ def run_static(sources: list[SourceLike], config: StaticConfig) -> list[Finding]
     parsed = [s for s in parsed if getattr(s, "tree", None) is not None]
     if not parsed:
         return []
+    gc_was_on = gc.isenabled()
+    gc.disable()  # the analysis allocates many short-lived acyclic values; cyclic GC only costs time
     try:
         an = Analysis(parsed, config or StaticConfig())
-    except (RecursionError, MemoryError, Exception) as exc:  # noqa: BLE001 - reported, never a crash
+    except (RecursionError, MemoryError, Exception) as exc:
         log.exception("static analysis failed")
         return [_incomplete(parsed, f"the dataflow analysis failed ({type(exc).__name__}: {exc})")]
+    finally:
+        if gc_was_on:
+            gc.enable()
     findings: list[Finding] = []
     seen: set[tuple] = set()
     for det in DETECTORS:
         try:
             found = det.detect(an)
-        except (RecursionError, Exception) as exc:  # noqa: BLE001
+        except (RecursionError, Exception) as exc:
             log.exception("static detector %s failed", det.__name__)
-            found = [_incomplete(parsed, f"detector {det.__name__.rsplit('.', 1)[-1]} failed "
-                                         f"({type(exc).__name__}: {exc})")]
+            found = [
+                _incomplete(
+                    parsed, f"detector {det.__name__.rsplit('.', 1)[-1]} failed ({type(exc).__name__}: {exc})"
+                )
+            ]
         for f in found:
-            key = (f.rule_id, f.location.file if f.location else None, f.location.line if f.location else None)
+            key = (
+                f.rule_id,
+                f.location.file if f.location else None,
+                f.location.line if f.location else None,
+            )
             if key in seen:
                 continue
             seen.add(key)
             findings.append(f)
     if an.interp.truncated:
-        findings.append(_incomplete(parsed, "the dataflow analysis reached its budget; some calls were "
-                                            "summarized without following them", severity=Severity.INFO))
+        findings.append(
+            _incomplete(
+                parsed,
+                "the dataflow analysis reached its budget; some calls were summarized without following them",
+                severity=Severity.INFO,
+            )
+        )
     return findings
 
 
 def _incomplete(parsed, why: str, severity: Severity = Severity.WARNING) -> Finding:
     entry = next((s for s in parsed if getattr(s, "is_entry", False)), parsed[0])
-    return finding("HYG010", f"Static C1-C4 audit incomplete for {entry.path}: {why}.",
-                   location=Location(file=entry.path, wrapper=getattr(entry, "wrapper", None)),
-                   severity=severity)
+    return finding(
+        "HYG010",
+        f"Static C1-C4 audit incomplete for {entry.path}: {why}.",
+        location=Location(file=entry.path, wrapper=getattr(entry, "wrapper", None)),
+        severity=severity,
+    )
 
 
 class _Parsed:
-    __slots__ = ("path", "text", "tree", "wrapper", "is_entry")
+    __slots__ = ("is_entry", "path", "text", "tree", "wrapper")
 
     def __init__(self, src: SourceLike, tree):
         self.path = src.path

@@ -40,8 +40,12 @@ class Analysis:
         self.interp = Interpreter(self.program)
         self.interp.run()
         self.events: list[Event] = self.interp.events
-        self.reach = Reachability(self.program, config.readme_env, config.hyperparameters,
-                                  log_texts=getattr(config, "log_texts", None))
+        self.reach = Reachability(
+            self.program,
+            config.readme_env,
+            config.hyperparameters,
+            log_texts=getattr(config, "log_texts", None),
+        )
         self.orphans = self.interp.orphans
 
     # -- evidence --------------------------------------------------------------------------------
@@ -152,7 +156,7 @@ class Analysis:
         out: list[Guard] = []
         child = node
         cur = parents.get(id(node))
-        while cur is not None:
+        while cur is not None and child is not func.node:
             if isinstance(cur, ast.If):
                 if _contains(cur.body, child):
                     out.append(Guard(cur.test, True, func, cur.lineno, cur))

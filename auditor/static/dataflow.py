@@ -61,6 +61,7 @@ from auditor.static.values import (
     sig,
 )
 
+TABLE_NOTE = "accumulated into an object's table"
 MAX_CONTEXTS = 10  # memoized analyses per function; beyond, analyze unmemoized while budget lasts
 MAX_TARGETS = 3  # callees considered for one call whose target is ambiguous
 DEFAULT_BUDGET = 1_500_000  # evaluated nodes before new call contexts stop being explored
@@ -136,6 +137,10 @@ class Interpreter:
         self._escape_cache: dict[tuple[int, str], bool] = {}
         self._round_cache: dict[int, int] = {}
         self._default_cache: dict[int, dict[str, V]] = {}
+        self.class_version: dict[int, int] = {}
+        self.field_classes: dict[int, dict] = {}
+        self.tool_files: set[int] = set()  # stand-alone scripts shipped beside the entry
+        self.tool_events: list[Event] = []
 
     # ==============================================================================================
     # driving
@@ -143,6 +148,15 @@ class Interpreter:
         for info in self.p.files:
             if info.is_entry:
                 self.run_module(info)
+        # shipped stand-alone scripts (``if __name__ == "__main__"``) that the entry does not import:
+        # tools run by hand (data prep, blob builders). Their events are kept apart (tool_events).
+        n0 = len(self.events)
+        for info in self.p.files:
+            if not info.is_entry and info.idx not in self.module_env and _has_main_block(info.tree):
+                self.tool_files.add(info.idx)
+                self.run_module(info)
+        self.tool_events = self.events[n0:]
+        del self.events[n0:]
         for f in list(self.p.funcs):
             if f.id in self.analyzed or f.kind in ("module", "classbody"):
                 continue
@@ -158,9 +172,10 @@ class Interpreter:
                 params[f.params[0]] = V(objs=frozenset({(kind, f.cls)}))
             summ = self.analyze(f, params)
             act = Act(func=f, env={})
+            sink = self.tool_events if f.file.idx in self.tool_files else self.events
             for ev in summ.events:
                 ev.order = self._next()
-                self.events.append(ev)
+                sink.append(ev)
             del act
 
     def _file_in_scope(self, info: FileInfo) -> bool:
@@ -234,15 +249,14 @@ class Interpreter:
 
     def _prescan_targets(self, f: FuncInfo) -> None:
         """Cross-entropy targets seen in the source, so that most functions need a single pass."""
-        parents = f.parents()
         for node in f.all_nodes():
-            if not isinstance(node, ast.Call) or id(node) not in parents and node is not f.node:
+            if not isinstance(node, ast.Call):
                 continue
             fn = node.func
             tail = fn.attr if isinstance(fn, ast.Attribute) else (fn.id if isinstance(fn, ast.Name) else "")
             if tail in lib.CROSS_ENTROPY:
                 target = node.args[1] if len(node.args) > 1 else lib.kw(node, "target")
-                root = _root_name(target) if target is not None else None
+                root = _target_root(target) if target is not None else None
                 if root:
                     self.roots[f.id].add(root)
 
@@ -257,7 +271,8 @@ class Interpreter:
         arg_nodes: list[ast.expr] | None = None,
     ) -> V:
         params = self._bind_params(f, node, args, kwargs, self_val)
-        key = (f.id, tuple(sorted((k, sig(v)) for k, v in params.items())), len(self.roots[f.id]))
+        versions = self._state_versions(params.values())
+        key = (f.id, tuple(sorted((k, sig(v)) for k, v in params.items())), len(self.roots[f.id]), versions)
         self.edges[f.id].append(Edge(act.func, node, tuple(act.guards), tuple(act.loops)))
         if key in self.active:
             return combine(list(params.values()))
@@ -287,6 +302,21 @@ class Interpreter:
         if ret.labels:
             ret = ret.stepped(Step(act.func.file.idx, node.lineno, "via", f"returned by {f.name}()"))
         return ret
+
+    def _state_versions(self, vals) -> tuple:
+        """Versions of the object state a call can read: the classes of the instances it receives and,
+        transitively, of the instances stored in their fields (a loader holding a token stream)."""
+        todo = [o[1] for v in vals for o in v.objs if o[0] in ("inst", "class")]
+        if not todo:
+            return ()
+        seen: dict[int, int] = {}
+        while todo and len(seen) < 32:
+            c = todo.pop()
+            if id(c) in seen:
+                continue
+            seen[id(c)] = self.class_version.get(id(c), 0)
+            todo.extend(self.field_classes.get(id(c), {}).values())
+        return tuple(sorted(seen.items()))
 
     def _bind_params(self, f, node, args, kwargs, self_val) -> dict[str, V]:
         params: dict[str, V] = {}
@@ -321,7 +351,7 @@ class Interpreter:
         a = getattr(f.node, "args", None)
         if isinstance(a, ast.arguments):
             positional = a.posonlyargs + a.args
-            pairs = list(zip(positional[len(positional) - len(a.defaults):], a.defaults))
+            pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults))
             pairs += [(arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
             tmp = Act(func=f, env={})
             for arg, d in pairs:
@@ -448,8 +478,8 @@ class Interpreter:
             v = self.eval(act, s.value) if s.value is not None else EMPTY
             if v.labels:
                 v = v.stepped(Step(act.func.file.idx, s.lineno, "via", "returned"))
-                for item in (v.items if v.items is not None else (v,)):  # each returned value apart
-                    if item.has(ATT) and not item.agg:
+                for item in v.items if v.items is not None else (v,):  # each returned value apart
+                    if (item.has(ATT) and not item.agg) or item.has(SEL):
                         self.emit(act, "ret", s, item.labels)
             act.ret = v if act.ret is None else join(act.ret, v)
             return True
@@ -525,6 +555,8 @@ class Interpreter:
         if isinstance(target, ast.Subscript):
             idx = self.eval_index(act, target.slice)
             self._table_write(act, s, target.value, idx, v)
+            if isinstance(s.op, ast.Mult) and v.has(TEQ):
+                v = self._op_result(act, s, self.eval(act, target.value), v, s.op)  # nll[i] *= mask
             self._mutate(act, target.value, combine([v, idx.without(FINE)]) if idx.has_any((VAL, TGT)) else v)
         elif isinstance(target, ast.Name):
             old = self.load_name(act, target.id)
@@ -574,7 +606,6 @@ class Interpreter:
         elt = self.element(act, s.iter, it)
         act.loops.append(s)
         act.pending.append([])
-        self._record_loop_var_uses(act, s)
         for _ in range(self._rounds(s)):
             before = dict(act.env)
             act.stmt = s
@@ -772,14 +803,21 @@ class Interpreter:
     def _field_store(self, cls, attr: str, v: V) -> None:
         key = (id(cls), attr)
         old = self.fields.get(key)
-        self.fields[key] = v if old is None else join(old, v)
+        new = v if old is None else join(old, v)
+        self.fields[key] = new
+        inner = [o[1] for o in v.objs if o[0] in ("inst", "class") and o[1] is not cls]
+        if inner:
+            self.field_classes.setdefault(id(cls), {}).update((id(c), c) for c in inner)
+        if old is None or set(new.labels) != set(old.labels) or new.objs != old.objs:
+            # methods analyzed before this change may read the field differently now
+            self.class_version[id(cls)] = self.class_version.get(id(cls), 0) + 1
         self.attr_any[attr] = join(self.attr_any.get(attr, EMPTY), v)
 
     def _mutate(self, act: Act, expr: ast.AST, add: V) -> None:
         """Labels flowing into a container or object in place (x[i] = v, x.add_(v), x.append(v))."""
         if not add.labels:
             return
-        add = V({k: c for k, c in add.labels.items() if k != TOK})
+        add = V({k: c for k, c in add.labels.items() if k != TOK}, agg=add.agg)
         base = expr
         while isinstance(base, (ast.Subscript, ast.Starred)):
             base = base.value
@@ -802,6 +840,9 @@ class Interpreter:
             if self.roots[act.func.id] and base.id in self.roots[act.func.id]:
                 act.env[base.id] = self._seed_target(act, base.id, act.env.get(base.id, new), expr.lineno)
         elif isinstance(base, ast.Attribute):
+            if add.has(TRAIN):  # training statistics kept in an object's table, not training batches
+                step = Step(act.func.file.idx, getattr(act.stmt or base, "lineno", 0), "via", TABLE_NOTE)
+                add = V({**add.labels, TRAIN: extend(add.labels[TRAIN], step)}, agg=add.agg)
             old = self.eval_quiet(act, base)
             self.store_attr(act, base, join(old, add), act.stmt or base)
 
@@ -828,7 +869,7 @@ class Interpreter:
         return v.with_label(TGT, chain)
 
     def _add_root(self, act: Act, expr: ast.AST) -> None:
-        root = _root_name(expr)
+        root = _target_root(expr)
         if root is None:
             return
         fid = act.func.id
@@ -848,11 +889,12 @@ class Interpreter:
             return
         if not self._persistent(act, target):
             return
-        binds = []
+        binds = []  # where the accumulated score was computed, when that happened earlier
         if value_node is not None:
             for name in names_in(value_node):
                 b = act.bind.get(name)
-                if b is not None and b is not s:
+                held = act.env.get(name)
+                if b is not None and b is not s and held is not None and held.has_any((ATT, TKEY)):
                     binds.append(b)
         labels = v.labels
         root = _root_name(target)
@@ -880,7 +922,7 @@ class Interpreter:
         if cls is None:
             return False
         bases = self.p.library_bases(cls)
-        return any(b.endswith("Module") or b.endswith(".Linear") or b.endswith("Embedding") for b in bases)
+        return any(b.endswith(("Module", ".Linear", "Embedding")) for b in bases)
 
     def _reported(self, act: Act, target: ast.AST, root: str | None) -> tuple[bool, bool]:
         """(reported, returned): the accumulator leaves the function as a result - returned
@@ -941,7 +983,7 @@ class Interpreter:
         """``table[key] (+)= v`` with a key derived from validation data: state keyed by tokens."""
         if not idx.has_any((VAL, TGT, TMIX)) or idx.agg:
             return
-        if not self._persistent(act, table if not isinstance(table, ast.Subscript) else table):
+        if not self._persistent(act, table):
             return
         labels = dict(idx.labels)
         self.emit(act, "update", s, labels, table=_root_name(table) or dotted(table), how="store")
@@ -970,9 +1012,6 @@ class Interpreter:
         # a running best needs another score to compare with (a clamp to a constant is not one)
         if own and any(self.eval_quiet(act, a).has(ATT) for a in others):
             self.emit(act, "best", s, v.labels, acc=troot, how=lib.last(name))
-
-    def _record_loop_var_uses(self, act: Act, s) -> None:
-        pass
 
     # ==============================================================================================
     # expressions
@@ -1078,16 +1117,14 @@ class Interpreter:
                         break
                     m = c.methods.get(attr)
                     if m is not None:
-                        if m.kind == "staticmethod":
-                            out.append(V(objs=frozenset({("func", m)})))
-                        elif kind == "class" and m.kind != "classmethod":
+                        if m.kind == "staticmethod" or kind == "class" and m.kind != "classmethod":
                             out.append(V(objs=frozenset({("func", m)})))
                         else:
                             selfref = ("inst", o[1]) if o[0] != "class" else ("class", o[1])
                             out.append(V(objs=frozenset({("meth", m, selfref)})))
                         found = True
                         break
-                if not found and attr in self.attr_any and not self._is_module_class(cls):
+                if not found and attr in self.attr_any:
                     out.append(self.attr_any[attr])
         if out:
             return join(*out)
@@ -1099,16 +1136,17 @@ class Interpreter:
             return self.attr_any[attr]
         return V(recv.labels) if recv.labels else EMPTY
 
-    def _is_module_class(self, cls) -> bool:
-        return False
-
     def e_subscript(self, act: Act, node: ast.Subscript) -> V:
         base = self.eval(act, node.value)
         sl = node.slice
         items = getattr(base, "items", None)
-        if items is not None and isinstance(sl, ast.Constant) and isinstance(sl.value, int):
-            if -len(items) <= sl.value < len(items):
-                return items[sl.value]
+        if (
+            items is not None
+            and isinstance(sl, ast.Constant)
+            and isinstance(sl.value, int)
+            and -len(items) <= sl.value < len(items)
+        ):
+            return items[sl.value]
         if isinstance(sl, ast.Slice) or _all_slices(sl):
             return self._slice_read(act, node, base, sl)
         idx = self.eval_index(act, sl)
@@ -1220,9 +1258,14 @@ class Interpreter:
         return self._op_result(act, node, left, right, node.op)
 
     def _op_result(self, act: Act, node: ast.AST, left: V, right: V, op: ast.operator) -> V:
-        if isinstance(op, ast.Mult) and isinstance(node, ast.BinOp) and (
+        if (
+            isinstance(op, ast.Mult)
+            and isinstance(node, ast.BinOp)
+            and (
                 isinstance(node.left, (ast.List, ast.Tuple, ast.ListComp))
-                or isinstance(node.right, (ast.List, ast.Tuple, ast.ListComp))):
+                or isinstance(node.right, (ast.List, ast.Tuple, ast.ListComp))
+            )
+        ):
             return V(combine([left, right]).labels)  # [x] * n repeats a list; it computes nothing
         out = combine([left, right])
         line = getattr(node, "lineno", 0)
@@ -1255,18 +1298,32 @@ class Interpreter:
         # 2-D table (TPAIR), not a hash; anything that scrambles it (xor, mask, modulo, a multiplier)
         # makes a hashed key (TMIX).
         for a, b in ((left, right), (right, left)):
-            if a.has(TPAIR) and not a.agg and isinstance(op, (ast.Mod, ast.BitAnd, ast.BitXor, ast.Mult,
-                                                                ast.LShift, ast.RShift, ast.FloorDiv)):
+            if (
+                a.has(TPAIR)
+                and not a.agg
+                and isinstance(
+                    op, (ast.Mod, ast.BitAnd, ast.BitXor, ast.Mult, ast.LShift, ast.RShift, ast.FloorDiv)
+                )
+            ):
                 labels = dict(labels)
-                labels.setdefault(TMIX, extend(a.labels[TPAIR], Step(fidx, line, "via", "key computed from the target")))
+                labels.setdefault(
+                    TMIX, extend(a.labels[TPAIR], Step(fidx, line, "via", "key computed from the target"))
+                )
                 labels.pop(TPAIR, None)
                 break
-            if not a.has_any((TGT, TPAIR)) or a.agg or b.const is not NOCONST or isinstance(op, (ast.Div, ast.Pow)):
+            if (
+                not a.has_any((TGT, TPAIR))
+                or a.agg
+                or b.const is not NOCONST
+                or isinstance(op, (ast.Div, ast.Pow))
+            ):
                 continue
             labels = dict(labels)
             if isinstance(op, ast.Add) and not b.has_any((TGT, TPAIR, TMIX)) and not a.has(TMIX):
                 src = a.labels.get(TPAIR) or a.labels[TGT]
-                labels.setdefault(TPAIR, extend(src, Step(fidx, line, "via", "index of the (context, target) pair")))
+                labels.setdefault(
+                    TPAIR, extend(src, Step(fidx, line, "via", "index of the (context, target) pair"))
+                )
                 labels.pop(TMIX, None)
             elif TMIX not in labels:
                 src = a.labels.get(TGT) or a.labels[TPAIR]
@@ -1290,6 +1347,16 @@ class Interpreter:
                                 else "ratio of table counts",
                             ),
                         ),
+                    )
+                    break
+        # a score multiplied by a comparison of the target with a hint: the loss is switched per token on
+        # whether the realized token equals some stored/predicted token (a paid-prefix "free" position)
+        if isinstance(op, (ast.Mult, ast.BitAnd)) and not out.agg and GATE not in labels:
+            for a, b in ((left, right), (right, left)):
+                if a.has(TEQ) and not a.agg and b.has(ATT):
+                    labels = dict(labels)
+                    labels[GATE] = extend(
+                        a.labels[TEQ], Step(fidx, line, "via", "masked by a target-dependent test")
                     )
                     break
         # a byte count divides a loss: not a use of the target's identity in the score
@@ -1338,9 +1405,12 @@ class Interpreter:
         gate_src = next(
             (v.labels[k] for v in per_pos for k in (ATT, TKEY, TLUT, GATE, BLEND) if k in v.labels), None
         )
-        validity = any(isinstance(v.const, float) and (v.const != v.const or abs(v.const) == float("inf"))
-                       for v in vals) or any(_is_inf_call(v) for v in vals)
-        if gate_src is not None and not validity:  # `nll < inf` checks that a score exists; it chooses nothing
+        validity = any(
+            isinstance(v.const, float) and (v.const != v.const or abs(v.const) == float("inf")) for v in vals
+        )
+        if (
+            gate_src is not None and not validity
+        ):  # `nll < inf` checks that a score exists; it chooses nothing
             labels[GATE] = extend(gate_src, Step(fidx, line, "via", "comparison of target-dependent values"))
         elif any(v.has(TGT) or v.has(TMIX) for v in per_pos):
             tgt = next(v for v in per_pos if v.has(TGT) or v.has(TMIX))
@@ -1350,9 +1420,11 @@ class Interpreter:
                 labels[TLUT] = extend(src, Step(fidx, line, "via", "test on the realized token"))
             else:
                 labels[TEQ] = extend(src, Step(fidx, line, "via", "target compared with a hint"))
-        elif sum(1 for v in vals if v.agg and v.has(ATT) and v.has(VAL) and not v.has(TRAIN)) >= 1 and all(
-            v.agg or v.const is not NOCONST or not v.labels for v in vals
-        ):
+        elif sum(
+            1
+            for v in vals
+            if v.agg and v.has(ATT) and v.has(VAL) and not v.has(TRAIN) and _whole_evaluation(v)
+        ) >= 1 and all(v.agg or v.const is not NOCONST or not v.labels for v in vals):
             src = next(v.labels[ATT] for v in vals if v.has(ATT))
             labels[SEL] = extend(src, Step(fidx, line, "via", "comparison of validation scores"))
         for k in (TGT, TMIX, ATT, TKEY):
@@ -1483,7 +1555,11 @@ class Interpreter:
         return out
 
     def _with_ctrl(self, act: Act, v: V) -> V:
+        """Values assigned under a choice made on target-dependent values or validation scores
+        carry that choice (implicit flow), element by element for tuples."""
         for ctrl in act.ctrl:
+            if v.items is not None:
+                v = V(v.labels, v.objs, v.form, v.const, v.agg, tuple(i.with_labels(ctrl) for i in v.items))
             v = v.with_labels(ctrl)
         return v
 
@@ -1609,8 +1685,14 @@ class Interpreter:
                 m, selfref = t[1], t[2]
                 self_val = V(objs=frozenset({selfref}))
                 if m.name == "step" and self._is_optimizer_class(selfref[1]):
-                    self.emit(act, "step", node, {OPT: ()}, optimizer=selfref[1].name,
-                              temp=self._temporary_optimizer(act, node))
+                    self.emit(
+                        act,
+                        "step",
+                        node,
+                        {OPT: ()},
+                        optimizer=selfref[1].name,
+                        temp=self._temporary_optimizer(act, node),
+                    )
                 results.append(
                     self.call_user(act, m, node, args, kwargs, self_val=self_val, arg_nodes=node.args)
                 )
@@ -1650,8 +1732,13 @@ class Interpreter:
             self.call_user(act, init, node, args, kwargs, self_val=inst, arg_nodes=node.args)
         elif args or kwargs:
             # a dataclass-style constructor: keyword/positional arguments become fields
-            names = [t.id for stmt in cls.node.body if isinstance(stmt, ast.AnnAssign)
-                     for t in [stmt.target] if isinstance(t, ast.Name)]
+            names = [
+                t.id
+                for stmt in cls.node.body
+                if isinstance(stmt, ast.AnnAssign)
+                for t in [stmt.target]
+                if isinstance(t, ast.Name)
+            ]
             for name, v in list(zip(names, args)) + [(k, v) for k, v in kwargs.items() if k]:
                 self._field_store(cls, name, v)
         post = self.p.find_method(cls, "__post_init__")
@@ -1700,28 +1787,27 @@ class Interpreter:
         # --- network / shell ------------------------------------------------------------------
         if not is_method and (lib.is_network_name(name) or name in lib.SHELL_FUNCS):
             self._network(act, node, name, args)
-        if is_method and recv is not None and recv.has("NET"):
-            pass
         # --- data sources -----------------------------------------------------------------------
-        if tail in lib.READERS or name in ("builtins.open", "open", "io.open") or tail.startswith("load_"):
-            if tail not in ("load_state_dict",):
-                src = combine(
-                    ([recv] if recv is not None else [])
-                    + list(args[:1])
-                    + [v for k, v in kwargs.items() if k in ("file", "filename", "path", "f")]
+        if (
+            tail in lib.READERS or name in ("builtins.open", "open", "io.open") or tail.startswith("load_")
+        ) and tail != "load_state_dict":
+            src = combine(
+                ([recv] if recv is not None else [])
+                + list(args[:1])
+                + [v for k, v in kwargs.items() if k in ("file", "filename", "path", "f")]
+            )
+            out = dict(src.labels)
+            if src.has(VALPATH):
+                chain = extend(src.labels[VALPATH], Step(fidx, line, "via", "validation shards read"))
+                out.setdefault(VAL, chain)
+                out.setdefault(TOK, chain)
+            if src.has(TRAINPATH):
+                out.setdefault(
+                    TRAIN, extend(src.labels[TRAINPATH], Step(fidx, line, "via", "training shards read"))
                 )
-                out = dict(src.labels)
-                if src.has(VALPATH):
-                    chain = extend(src.labels[VALPATH], Step(fidx, line, "via", "validation shards read"))
-                    out.setdefault(VAL, chain)
-                    out.setdefault(TOK, chain)
-                if src.has(TRAINPATH):
-                    out.setdefault(
-                        TRAIN, extend(src.labels[TRAINPATH], Step(fidx, line, "via", "training shards read"))
-                    )
-                if is_method and recv is not None and recv.has(TOK):
-                    out.setdefault(TOK, recv.labels[TOK])
-                return V(out)
+            if is_method and recv is not None and recv.has(TOK):
+                out.setdefault(TOK, recv.labels[TOK])
+            return V(out)
         # --- scoring primitives ---------------------------------------------------------------------
         if tail in lib.CROSS_ENTROPY and not is_method:
             return self._cross_entropy(act, node, args, kwargs)
@@ -1816,8 +1902,13 @@ class Interpreter:
                 out[STATE] = (Step(fidx, line, "source", "counts of validation tokens"),)
             return V(out)
         # --- dict/container lookups by key: the same as an index read ----------------------------------
-        if is_method and tail in ("get", "__getitem__", "setdefault") and recv is not None and node.args \
-                and not recv.objs:
+        if (
+            is_method
+            and tail in ("get", "__getitem__", "setdefault")
+            and recv is not None
+            and node.args
+            and not recv.objs
+        ):
             read = self._index_read(act, node, recv, args[0], node.args[0])
             return join(read, args[1]) if len(args) > 1 else read
         # --- in-place mutation / accumulation --------------------------------------------------------
@@ -1828,15 +1919,22 @@ class Interpreter:
                     act, act.stmt or node, node.func.value, args[0], node.args[0] if node.args else None
                 )
             self._mutate(act, node.func.value, val)
-            if tail in ("append", "extend") and args and args[0].form is not None and \
-                    isinstance(node.func.value, ast.Name) and recv.form in (None, args[0].form):
+            if (
+                tail in ("append", "extend")
+                and args
+                and args[0].form is not None
+                and isinstance(node.func.value, ast.Name)
+                and recv.form in (None, args[0].form)
+            ):
                 # a list of position arrays keeps their offset (np.concatenate of it too)
                 name = node.func.value.id
                 cur = act.env.get(name, recv)
                 act.env[name] = V(cur.labels, cur.objs, args[0].form, agg=cur.agg)
             return recv.only_data() if tail.endswith("_") else EMPTY
         # --- artifact / network sinks ---------------------------------------------------------------
-        if name in lib.ARTIFACT_FUNCS or (is_method and tail in ("compress", "write", "save", "dump")):
+        if name in lib.ARTIFACT_FUNCS or (
+            is_method and tail in ("compress", "write", "save", "dump", "write_bytes", "tofile")
+        ):
             data = combine(
                 list(args[:1]) + ([recv] if tail == "compress" and recv is not None and not recv.objs else [])
             )
@@ -1862,8 +1960,11 @@ class Interpreter:
             # sum() reduces over positions; float()/int() of one value does not
             base = combine(args, drop_fine_if_aggregates=False)
             reduces = name in ("sum", "math.fsum")
-            return V(base.labels, agg=bool(base.labels) and (reduces or base.agg), form=base.form
-                     if name == "int" else None)
+            return V(
+                base.labels,
+                agg=bool(base.labels) and (reduces or base.agg),
+                form=base.form if name == "int" else None,
+            )
         if name in ("len",) or (is_method and tail in lib.META_METHODS):
             return EMPTY
         # --- selections between predictors ------------------------------------------------------------
@@ -1944,7 +2045,9 @@ class Interpreter:
         if not is_method and name in lib.WRAPPERS:
             base = args[0] if args else EMPTY
             return V(base.labels, objs=base.objs)
-        if name in ("dataclasses.field", "attr.ib", "attrs.field") or (tail == "field" and name.startswith("dataclasses")):
+        if name in ("dataclasses.field", "attr.ib", "attrs.field") or (
+            tail == "field" and name.startswith("dataclasses")
+        ):
             factory = kwargs.get("default_factory")
             if factory is not None and factory.objs:
                 targets = [o for o in factory.objs if o[0] in ("func", "class")]
@@ -1965,6 +2068,8 @@ class Interpreter:
                 return V(objs=frozenset({("super", cls)}))
             return EMPTY
         if name in ("isinstance", "hasattr", "callable", "print", "id", "type", "repr", "hash"):
+            if name == "print":
+                self._report(act, node, args)
             return EMPTY
         if name in (
             "list",
@@ -2022,7 +2127,7 @@ class Interpreter:
         if len(scored) >= 2:
             fidx = act.func.file.idx
             if all(a.agg for a in scored):
-                if not any(a.has(VAL) and not a.has(TRAIN) for a in scored):
+                if not any(a.has(VAL) and not a.has(TRAIN) and _whole_evaluation(a) for a in scored):
                     return out
                 return out.with_label(
                     SEL,
@@ -2036,6 +2141,12 @@ class Interpreter:
                 ),
             )
         return out
+
+    def _report(self, act: Act, node: ast.Call, args: list[V]) -> None:
+        """A printed/logged number that was selected by comparing validation scores."""
+        sel = [a for a in args if a.has(SEL)]
+        if sel:
+            self.emit(act, "report", node, sel[0].labels)
 
     def _cross_entropy(self, act: Act, node: ast.Call, args: list[V], kwargs: dict) -> V:
         fidx = act.func.file.idx
@@ -2079,7 +2190,9 @@ class Interpreter:
             if k in (VAL, TRAIN):
                 labels.setdefault(k, c)
         if index.has(TPAIR) and not index.has(TMIX):
-            labels[ATT] = extend(index.labels[TPAIR], Step(fidx, line, "via", "table row gathered at the target"))
+            labels[ATT] = extend(
+                index.labels[TPAIR], Step(fidx, line, "via", "table row gathered at the target")
+            )
         elif index.has(TGT) and not index.has(TMIX):
             labels[ATT] = extend(
                 index.labels[TGT], Step(fidx, line, "via", "distribution gathered at the target")
@@ -2140,24 +2253,52 @@ class Interpreter:
 
     def _escapes_uncached(self, func: FuncInfo, name: str) -> bool:
         for node in func.all_nodes():
-            if isinstance(node, (ast.Return, ast.Yield)) and node.value is not None and name in names_in(node.value):
+            if (
+                isinstance(node, (ast.Return, ast.Yield))
+                and node.value is not None
+                and name in names_in(node.value)
+            ):
                 return True
-            if isinstance(node, ast.Assign) and name in names_in(node.value):
-                if any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in node.targets):
-                    if isinstance(node.value, ast.Name) or name in {
-                            _root_name(node.value)} and not isinstance(node.value, ast.Call):
-                        return True
+            if (
+                isinstance(node, ast.Assign)
+                and name in names_in(node.value)
+                and any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in node.targets)
+                and (
+                    isinstance(node.value, ast.Name)
+                    or (_root_name(node.value) == name and not isinstance(node.value, ast.Call))
+                )
+            ):
+                return True
             if isinstance(node, ast.Call):
                 for a in list(node.args) + [k.value for k in node.keywords]:
                     if isinstance(a, ast.Name) and a.id == name and _root_name(node.func) != name:
                         callee = (dotted(node.func) or "").rsplit(".", 1)[-1].lower()
-                        if any(w in callee for w in ("load_state_dict", "copy", "merge", "append", "extend",
-                                                     "update", "add", "register", "setattr", "save")):
+                        if any(
+                            w in callee
+                            for w in (
+                                "load_state_dict",
+                                "copy",
+                                "merge",
+                                "append",
+                                "extend",
+                                "update",
+                                "add",
+                                "register",
+                                "setattr",
+                                "save",
+                            )
+                        ):
                             return True
-                    if isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute) and \
-                            a.func.attr in ("state_dict", "parameters", "named_parameters") and \
-                            _root_name(a.func.value) == name and not (
-                                isinstance(node.func, ast.Attribute) and node.func.attr in ("AdamW", "Adam", "SGD")):
+                    if (
+                        isinstance(a, ast.Call)
+                        and isinstance(a.func, ast.Attribute)
+                        and a.func.attr in ("state_dict", "parameters", "named_parameters")
+                        and _root_name(a.func.value) == name
+                        and not (
+                            isinstance(node.func, ast.Attribute)
+                            and node.func.attr in ("AdamW", "Adam", "SGD")
+                        )
+                    ):
                         callee = (dotted(node.func) or "").lower()
                         if "optim" not in callee and not callee.endswith(_OPTIMIZER_NAMES):
                             return True
@@ -2293,6 +2434,12 @@ def _root_name(expr: ast.AST) -> str | None:
             return None
 
 
+def _whole_evaluation(v: V) -> bool:
+    """An aggregated score returned by an evaluation function (one full pass), as opposed to a
+    running statistic of already-scored chunks (entropy-adaptive TTT schedules use those)."""
+    return any(step.note.startswith("returned by") for step in v.labels.get(ATT, ()))
+
+
 def _loop_carried(body: list[ast.stmt]) -> bool:
     """Some name is read in a statement of the loop body and (re)written in the same or a later one."""
     loads_so_far: set[str] = set()
@@ -2309,18 +2456,17 @@ def _loop_carried(body: list[ast.stmt]) -> bool:
                 root = _root_name(n.target)
                 if root:
                     stores.add(root.split(".", 1)[0])
-            elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
-                    n.func.attr in lib.MUTATORS | lib.TABLE_WRITE_METHODS:
+            elif (
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr in lib.MUTATORS | lib.TABLE_WRITE_METHODS
+            ):
                 root = _root_name(n.func.value)
                 if root:
                     stores.add(root.split(".", 1)[0])
         loads_so_far |= loads
         if stores & loads_so_far:
             return True
-    return False
-
-
-def _is_inf_call(v: V) -> bool:
     return False
 
 
@@ -2332,6 +2478,33 @@ def _detached(stmt: ast.AST) -> bool:
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("float", "sum"):
             return True
     return False
+
+
+def _has_main_block(tree: ast.Module | None) -> bool:
+    for st in getattr(tree, "body", []):
+        if isinstance(st, ast.If) and isinstance(st.test, ast.Compare):
+            names = [n.value for n in ast.walk(st.test) if isinstance(n, ast.Constant)]
+            if "__main__" in names:
+                return True
+    return False
+
+
+def _target_root(expr: ast.AST) -> str | None:
+    """The variable holding the targets, unless the target is a shifted slice of a token window
+    (``chunk[1:]``: the window also holds the inputs; the slice itself is recognised as the target)."""
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Subscript):
+            for part in n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]:
+                if isinstance(part, ast.Slice):
+                    lo = part.lower
+                    up = part.upper
+                    if (
+                        (isinstance(lo, ast.Constant) and lo.value)
+                        or isinstance(up, ast.UnaryOp)
+                        or (isinstance(lo, ast.BinOp))
+                    ):
+                        return None
+    return _root_name(expr)
 
 
 def root_name(expr: ast.AST) -> str | None:

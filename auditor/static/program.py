@@ -73,31 +73,23 @@ class FuncInfo:
         return getattr(self.node, "lineno", 1)
 
     def all_nodes(self) -> list[ast.AST]:
-        """``ast.walk`` of the function (nested definitions included), computed once."""
+        """The nodes of the function (nested definitions included), in source order: a slice of
+        the file's single preorder walk."""
         if self._nodes is None:
-            self._nodes = list(ast.walk(self.node))
+            self.file.index()
+            span = self.file.span.get(id(self.node))
+            self._nodes = self.file.order[span[0] : span[1]] if span else list(ast.walk(self.node))
         return self._nodes
 
     def parents(self) -> dict[int, ast.AST]:
-        """id(node) -> parent node, for the nodes of this function (not of nested defs)."""
-        if self._parents is None:
-            parents: dict[int, ast.AST] = {}
-            stack: list[ast.AST] = [self.node]
-            while stack:
-                node = stack.pop()
-                for child in ast.iter_child_nodes(node):
-                    parents[id(child)] = node
-                    if not isinstance(
-                        child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
-                    ):
-                        stack.append(child)
-            self._parents = parents
-        return self._parents
+        """id(node) -> parent node (the file's map; walks up should stop at ``self.node``)."""
+        self.file.index()
+        return self.file.parent
 
     def defuse(self) -> dict[str, set[str]]:
         """Flow-insensitive name dependencies: name -> names its assigned values read."""
         if self._defuse is None:
-            self._defuse = _defuse(self.body)
+            self._defuse = _defuse_nodes(self.all_nodes())
         return self._defuse
 
 
@@ -112,21 +104,55 @@ class FileInfo:
     is_entry: bool
     wrapper: str | None
     module_func: FuncInfo | None = None
-    _nodes: list[ast.AST] | None = None
     functions: dict[str, FuncInfo] = field(default_factory=dict)  # module-level defs
     classes: dict[str, ClassInfo] = field(default_factory=dict)  # module-level classes
     imports: dict[str, str] = field(default_factory=dict)  # alias -> dotted target
 
+    order: list[ast.AST] = field(default_factory=list)
+    span: dict[int, tuple[int, int]] = field(default_factory=dict)
+    parent: dict[int, ast.AST] = field(default_factory=dict)
+
+    def index(self) -> None:
+        """One preorder walk of the file: node order, each node's subtree span, parents."""
+        if self.order:
+            return
+        order, span, parent = self.order, self.span, self.parent
+        AST = ast.AST
+        stack: list[tuple[ast.AST, bool]] = [(self.tree, False)]
+        pop, push, emit = stack.pop, stack.append, order.append
+        while stack:
+            node, closing = pop()
+            nid = id(node)
+            if closing:
+                span[nid] = (span[nid][0], len(order))
+                continue
+            span[nid] = (len(order), len(order))
+            emit(node)
+            push((node, True))
+            children = []
+            for name in node._fields:
+                v = getattr(node, name, None)
+                if isinstance(v, list):
+                    children.extend(c for c in v if isinstance(c, AST) and not isinstance(c, _SHARED))
+                elif isinstance(v, AST) and not isinstance(v, _SHARED):
+                    children.append(v)
+            for child in reversed(children):
+                parent[id(child)] = node
+                push((child, False))
+
     def all_nodes(self) -> list[ast.AST]:
-        if self._nodes is None:
-            self._nodes = list(ast.walk(self.tree))
-        return self._nodes
+        self.index()
+        return self.order
 
     def snippet(self, line: int | None) -> str | None:
         if line is None or not (1 <= line <= len(self.lines)):
             return None
         text = self.lines[line - 1].strip()
         return text if len(text) <= 240 else text[:237] + "..."
+
+
+# singleton leaves (Load/Store contexts, operators) carry no position; the index skips them
+_SHARED = (ast.expr_context, ast.operator, ast.boolop, ast.cmpop, ast.unaryop)
 
 
 class Program:
@@ -136,6 +162,7 @@ class Program:
         self.classes: list[ClassInfo] = []
         self.func_by_node: dict[int, FuncInfo] = {}
         self.methods_by_name: dict[str, list[FuncInfo]] = {}
+        self._owned: dict[int, list[ast.AST]] = {}
         self.by_module: dict[str, FileInfo] = {}
         for src in sources:
             tree = getattr(src, "tree", None)
@@ -169,12 +196,33 @@ class Program:
         info.module_func = self._new_func(
             name="<module>", qualname=f"{info.module}.<module>", node=info.tree, file=info, kind="module"
         )
-        self._index_body(info, info.tree.body, info.module_func, None, info.module, top=True)
+        # one preorder walk: for every scope (module, def, class, lambda) the definitions and
+        # imports directly inside it, in source order
+        info.index()
+        owned: dict[int, list[ast.AST]] = {}
+        stack: list[tuple[ast.AST, int]] = []
+        scope_types = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+        for i, node in enumerate(info.order):
+            while stack and stack[-1][1] <= i:
+                stack.pop()
+            if i and isinstance(node, scope_types + (ast.Import, ast.ImportFrom)):
+                owner = stack[-1][0] if stack else info.tree
+                owned.setdefault(id(owner), []).append(node)
+            if isinstance(node, scope_types):
+                stack.append((node, info.span[id(node)][1]))
+        self._owned = owned
+        self._index_body(info, info.tree, info.module_func, None, info.module, top=True)
 
     def _index_body(
-        self, info, body, parent: FuncInfo | None, cls: ClassInfo | None, prefix: str, top: bool = False
+        self,
+        info,
+        scope: ast.AST,
+        parent: FuncInfo | None,
+        cls: ClassInfo | None,
+        prefix: str,
+        top: bool = False,
     ) -> None:
-        for node in _walk_defs(body):
+        for node in self._owned.get(id(scope), ()):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and top:
                 _record_import(info.imports, node)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -190,6 +238,7 @@ class Program:
                     parent=parent,
                 )
                 _fill_params(f, node.args)
+                self._index_body(info, node, f, None, f.qualname)
 
     def _index_function(self, info, node, parent, cls, prefix, top) -> None:
         decorators = [_dotted(d.func if isinstance(d, ast.Call) else d) or "" for d in node.decorator_list]
@@ -216,11 +265,7 @@ class Program:
             self.methods_by_name.setdefault(node.name, []).append(f)
         elif top:
             info.functions.setdefault(node.name, f)
-        self._index_body(info, node.body, f, None, f.qualname)
-        for d in node.decorator_list:
-            self._index_body(info, [ast.Expr(value=d)], parent, None, prefix)
-        for default in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
-            self._index_body(info, [ast.Expr(value=default)], parent, None, prefix)
+        self._index_body(info, node, f, None, f.qualname)
 
     def _index_class(self, info, node, parent, prefix, top) -> None:
         bases = [_dotted(b) or "" for b in node.bases]
@@ -236,7 +281,7 @@ class Program:
         self.classes.append(cls)
         if top:
             info.classes.setdefault(node.name, cls)
-        self._index_body(info, node.body, cls.body_func, cls, cls.qualname)
+        self._index_body(info, node, cls.body_func, cls, cls.qualname)
 
     # -- lookups --------------------------------------------------------------------------------
     def module_file(self, dotted: str) -> FileInfo | None:
@@ -293,23 +338,6 @@ class Program:
         return out
 
 
-def _walk_defs(body):
-    """Definitions and imports directly in ``body``, looking through if/try/with/for blocks."""
-    stack = list(reversed(body))
-    while stack:
-        node = stack.pop()
-        if isinstance(
-            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
-        ):
-            yield node
-            continue
-        if isinstance(node, ast.Lambda):
-            yield node
-            continue
-        for child in reversed(list(ast.iter_child_nodes(node))):
-            stack.append(child)
-
-
 def _fill_params(f: FuncInfo, args: ast.arguments) -> None:
     f.params = [a.arg for a in args.posonlyargs + args.args] + [a.arg for a in args.kwonlyargs]
     f.vararg = args.vararg.arg if args.vararg else None
@@ -352,6 +380,18 @@ def dotted(node: ast.AST | None) -> str | None:
 
 
 def _names_in(node: ast.AST) -> set[str]:
+    cached = getattr(node, "_pg_names", None)
+    if cached is not None:
+        return cached
+    out = _names_in_uncached(node)
+    try:
+        node._pg_names = frozenset(out)
+    except AttributeError:  # pragma: no cover - ast nodes accept attributes
+        pass
+    return out
+
+
+def _names_in_uncached(node: ast.AST) -> set[str]:
     out = set()
     for n in ast.walk(node):
         if isinstance(n, ast.Name):
@@ -413,6 +453,35 @@ def _defuse(body: list[ast.stmt]) -> dict[str, set[str]]:
                     for name in _target_names(item.optional_vars):
                         deps.setdefault(name, set()).update(_names_in(item.context_expr))
         stack.extend(ast.iter_child_nodes(node))
+    return deps
+
+
+def _defuse_nodes(nodes: list[ast.AST]) -> dict[str, set[str]]:
+    deps: dict[str, set[str]] = {}
+    for node in nodes:
+        if isinstance(node, ast.Assign):
+            reads = _names_in(node.value)
+            for t in node.targets:
+                for name in _target_names(t):
+                    deps.setdefault(name, set()).update(reads)
+                if isinstance(t, ast.Subscript):
+                    for name in _target_names(t):
+                        deps.setdefault(name, set()).update(_names_in(t.slice))
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and node.value is not None:
+            reads = _names_in(node.value)
+            for name in _target_names(node.target):
+                deps.setdefault(name, set()).update(reads)
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            reads = _names_in(node.iter)
+            for name in _target_names(node.target):
+                deps.setdefault(name, set()).update(reads)
+        elif isinstance(node, ast.NamedExpr):
+            deps.setdefault(node.target.id, set()).update(_names_in(node.value))
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                if item.optional_vars is not None:
+                    for name in _target_names(item.optional_vars):
+                        deps.setdefault(name, set()).update(_names_in(item.context_expr))
     return deps
 
 

@@ -151,8 +151,12 @@ class Reachability:
             else:
                 # the guards this scenario switches on (false with the code defaults)
                 sc = next(x for x in self.scenarios if x.name == passing[0])
-                flipped = [g for g in guards if self.truth(g, self.scenarios[0]) not in (UNKNOWN, g.polarity)
-                           and self.truth(g, sc) == g.polarity]
+                flipped = [
+                    g
+                    for g in guards
+                    if self.truth(g, self.scenarios[0]) not in (UNKNOWN, g.polarity)
+                    and self.truth(g, sc) == g.polarity
+                ]
                 text = f"enabled by {passing[0]}"
                 if flipped:
                     text += " (" + ", ".join(self.describe(g) for g in flipped[:3]) + ")"
@@ -173,8 +177,11 @@ class Reachability:
                     confirmed.append((g, msg))
                 if ok and confirmed:
                     g, msg = confirmed[0]
-                    return Reach("reachable", f"confirmed by the logs: {self.describe(g)} is off by default, but the "
-                                              f"log contains this block's output `{msg[:60]}`")
+                    return Reach(
+                        "reachable",
+                        f"confirmed by the logs: {self.describe(g)} is off by default, but the "
+                        f"log contains this block's output `{msg[:60]}`",
+                    )
         g = blocked.get(0) or next(iter(blocked.values()))
         return Reach(
             "unreachable",
@@ -390,12 +397,19 @@ class Reachability:
         if isinstance(expr, ast.Constant):
             return func.kind == "module"
         for n in ast.walk(expr):
-            if _is_environ(n) or (isinstance(n, ast.Attribute) and (n.attr in self._config_attrs or n.attr == "getenv")):
+            if _is_environ(n) or (
+                isinstance(n, ast.Attribute) and (n.attr in self._config_attrs or n.attr == "getenv")
+            ):
                 return True
             if isinstance(n, ast.Call) and _dotted(n.func) == "getattr":
                 return True
-            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self" and \
-                    func.cls is not None and self._self_defs(func.cls, n.attr):
+            if (
+                isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Name)
+                and n.value.id == "self"
+                and func.cls is not None
+                and self._self_defs(func.cls, n.attr)
+            ):
                 return True
             if isinstance(n, ast.Name) and n is not expr:
                 sub, where = self._local_def(n.id, func, line)
@@ -440,7 +454,11 @@ class Reachability:
             table = {}
             nodes = f.node.body if f.kind == "module" else f.all_nodes()
             for node in nodes:
-                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                if (
+                    isinstance(node, ast.Assign)
+                    and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)
+                ):
                     table.setdefault(node.targets[0].id, []).append(node)
             self._assign_cache[f.id] = table
         return table
@@ -537,6 +555,15 @@ class Reachability:
                     )
                     if (n.args[0].value, default) not in out:
                         out.append((n.args[0].value, default))
+                elif (
+                    isinstance(n, ast.Call)
+                    and _dotted(n.func) == "getattr"
+                    and len(n.args) >= 2
+                    and isinstance(n.args[1], ast.Constant)
+                ):
+                    entry = self._config_attrs.get(str(n.args[1].value))
+                    if entry is not None:
+                        visit(entry[0], entry[1], depth + 1)
                 elif isinstance(n, ast.Attribute):
                     if isinstance(n.value, ast.Name) and n.value.id == "self" and func.cls is not None:
                         for expr, m in self._self_defs(func.cls, n.attr)[:2]:
@@ -544,7 +571,7 @@ class Reachability:
                     entry = self._config_attrs.get(n.attr)
                     if entry is not None:
                         visit(entry[0], entry[1], depth + 1)
-                elif isinstance(n, ast.Name) and n is not node:
+                elif isinstance(n, ast.Name):
                     expr, where = self._local_def(n.id, func, getattr(n, "lineno", 10**9))
                     if expr is not None:
                         visit(expr, where, depth + 1)

@@ -41,7 +41,6 @@ SEL = "SEL"  # a selection made by comparing aggregated validation scores (best-
 LOCALPARAM = "LOCALPARAM"  # a tensor created with requires_grad inside a function (delta, bias)
 OPT = "OPT"  # an optimizer
 CALLRES = "CALLRES"  # result of a call we could not resolve (used leniently as a score candidate)
-NET = "NET"  # a network client / connection object
 
 # Labels that describe the per-position relation to the target; combining two aggregated values
 # (a loss sum with a byte sum, say) drops them, because nothing per-position survives that.
@@ -79,7 +78,7 @@ def extend(chain: Chain, step: Step) -> Chain:
     if len(new) > MAX_CHAIN:
         plain = [i for i in range(1, len(new) - 1) if not new[i].note]
         drop = plain[0] if plain else len(new) // 2
-        new = new[:drop] + new[drop + 1:]
+        new = new[:drop] + new[drop + 1 :]
     return new
 
 
@@ -98,7 +97,7 @@ NOCONST: Any = _NoConst()
 class V:
     """An abstract value. Treat as immutable."""
 
-    __slots__ = ("labels", "objs", "form", "const", "agg", "items")
+    __slots__ = ("agg", "const", "form", "items", "labels", "objs")
 
     def __init__(self, labels=None, objs=frozenset(), form=None, const=NOCONST, agg=False, items=None):
         self.labels: dict[str, Chain] = labels if labels is not None else {}

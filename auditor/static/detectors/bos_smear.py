@@ -112,10 +112,9 @@ def _prev_copies(func: FuncInfo) -> dict[str, str]:
 def _bos_mask_names(func: FuncInfo) -> set[str]:
     names = set()
     for node in func.all_nodes():
-        if isinstance(node, ast.Assign):
-            if any(_is_bos_compare(c) for c in ast.walk(node.value)):
-                for t in node.targets:
-                    names |= set(target_names(t))
+        if isinstance(node, ast.Assign) and any(_is_bos_compare(c) for c in ast.walk(node.value)):
+            for t in node.targets:
+                names |= set(target_names(t))
     return names
 
 
@@ -169,8 +168,11 @@ def _masked(an: Analysis, func: FuncInfo, expr: ast.AST) -> bool:
 def _has_shifts(func: FuncInfo) -> bool:
     kinds = set()
     for n in func.all_nodes():
-        if isinstance(n, ast.Call) and isinstance(n.func, (ast.Attribute, ast.Name)) and \
-                (n.func.attr if isinstance(n.func, ast.Attribute) else n.func.id) == "roll":
+        if (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, (ast.Attribute, ast.Name))
+            and (n.func.attr if isinstance(n.func, ast.Attribute) else n.func.id) == "roll"
+        ):
             return True
         if isinstance(n, ast.Subscript) and isinstance(n.slice, (ast.Slice, ast.Tuple)):
             sa = _slice_at(n.slice)

@@ -21,7 +21,7 @@ from auditor.static.detectors.common import group_by_site
 def detect(an: Analysis) -> list:
     out = []
     nets = [ev for ev in an.events if ev.kind == "net"]
-    for _site, evs in group_by_site(nets).items():
+    for evs in group_by_site(nets).values():
         ev = evs[0]
         msg = (
             f"Network access from the submission's run at line {ev.line}: `{ev.info.get('detail')}` "
@@ -39,7 +39,7 @@ def detect(an: Analysis) -> list:
             )
         )
     # shipped files the run never imports: a cheap syntactic look, info only
-    analyzed = set(an.interp.module_env)
+    analyzed = set(an.interp.module_env) - set(getattr(an.interp, "tool_files", ()))
     for info in an.program.files:
         if info.idx in analyzed:
             continue

@@ -41,13 +41,13 @@ def detect(an: Analysis) -> list:
     backwards = [
         ev for ev in an.events if ev.kind == "backward" and VAL in ev.labels and TRAIN not in ev.labels
     ]
-    for _site, evs in group_by_site(backwards).items():
+    for evs in group_by_site(backwards).values():
         f = _judge_update(an, evs, scores, steps, kind="train")
         if f is not None:
             out.append(f)
     updates = [ev for ev in an.events if ev.kind == "update" and VAL in ev.labels]
     reads = [ev for ev in an.events if ev.kind == "tread"]
-    for _site, evs in group_by_site(updates).items():
+    for evs in group_by_site(updates).values():
         f = _judge_table(an, evs, reads, scores)
         if f is not None:
             out.append(f)
@@ -92,24 +92,45 @@ def _judge_table(an: Analysis, evs: list[Event], reads: list[Event], scores: lis
                 read_before_in_loop = True
         if read_after_in_loop is not None and not read_before_in_loop:
             r = read_after_in_loop
-            verdicts.append({"rule": "C301", "event": ev, "cite": [r], "confidence": Confidence.STRONG,
-                             "message": (f"Inside the loop over validation data a table is updated with the current "
-                                         f"tokens (line {ev.line}) before it is read for their scores (line {r.line}): "
-                                         f"each token's own count is in the table when it is scored (C3).")})
+            verdicts.append(
+                {
+                    "rule": "C301",
+                    "event": ev,
+                    "cite": [r],
+                    "confidence": Confidence.STRONG,
+                    "message": (
+                        f"Inside the loop over validation data a table is updated with the current "
+                        f"tokens (line {ev.line}) before it is read for their scores (line {r.line}): "
+                        f"each token's own count is in the table when it is scored (C3)."
+                    ),
+                }
+            )
             continue
         if read_before_in_loop or read_after_in_loop is not None:
             return None  # score-first cache
         later = [r for r in relevant if r.order > ev.order]
         if not later:
             continue
-        scored_after = [s for s in scores if s.order > ev.order and STATE in s.labels and
-                        s.frames[0].func is ev.frames[0].func]
+        scored_after = [
+            s
+            for s in scores
+            if s.order > ev.order and STATE in s.labels and s.frames[0].func is ev.frames[0].func
+        ]
         cite = [later[0]] + scored_after[:1]
-        verdicts.append({"rule": "C401", "event": ev, "cite": cite, "confidence": Confidence.STRONG,
-                         "message": (f"A table keyed by validation tokens is filled at line {ev.line} outside any "
-                                     f"score-first loop, and read afterwards to score tokens (line {later[0].line}): "
-                                     f"statistics of the validation stream, including the tokens being scored, are "
-                                     f"built before scoring (C4; two-pass / full rescoring).")})
+        verdicts.append(
+            {
+                "rule": "C401",
+                "event": ev,
+                "cite": cite,
+                "confidence": Confidence.STRONG,
+                "message": (
+                    f"A table keyed by validation tokens is filled at line {ev.line} outside any "
+                    f"score-first loop, and read afterwards to score tokens (line {later[0].line}): "
+                    f"statistics of the validation stream, including the tokens being scored, are "
+                    f"built before scoring (C4; two-pass / full rescoring)."
+                ),
+            }
+        )
     if not verdicts:
         return None
     v = verdicts[0]
@@ -184,8 +205,13 @@ def _judge_one(an: Analysis, ev: Event, scores: list[Event], steps: list[Event],
                             f"trained on (C4, and C3)."
                         ),
                     }
-                later = [x for x in scores if x.order > ev.order and x.frames[0].func is ev.frames[0].func
-                         and not _contains_loop_of(x, lp)]
+                later = [
+                    x
+                    for x in scores
+                    if x.order > ev.order
+                    and x.frames[0].func is ev.frames[0].func
+                    and not _contains_loop_of(x, lp)
+                ]
                 if not s.info.get("returned") and later:
                     # the pass loop only logs its training loss; the reported score comes later
                     return {
@@ -330,11 +356,17 @@ def _steps_next_to(ev: Event, steps: list[Event]) -> list[Event]:
     """Optimizer steps in the same function and call path as a backward event."""
     out = []
     for st in steps:
-        if st.frames[0].func is not ev.frames[0].func or len(st.frames) != len(ev.frames):
+        n = len(st.frames)
+        if st.frames[0].func is not ev.frames[0].func or n > len(ev.frames):
             continue
-        same_path = all(a.key() == b.key() for a, b in zip(st.frames[:-1], ev.frames[:-1]))
-        if same_path and st.frames[-1].func is ev.frames[-1].func:
-            out.append(st)
+        # the step runs in the backward's function or in a caller on the same path
+        # (LBFGS: opt.step(closure) calls the closure that runs backward)
+        same_path = all(a.key() == b.key() for a, b in zip(st.frames[:-1], ev.frames[: n - 1]))
+        if not same_path or st.frames[-1].func is not ev.frames[n - 1].func:
+            continue
+        if n < len(ev.frames) and st.frames[-1].anchor is not ev.frames[n - 1].anchor:
+            continue  # in a caller, only the very call that ran the backward (opt.step(closure))
+        out.append(st)
     return out
 
 
@@ -345,17 +377,7 @@ def _throwaway(ev: Event, steps: list[Event]) -> bool:
 
 def _optimizes_local_tensors(ev: Event, steps: list[Event]) -> bool:
     """Whether the optimizer stepped next to this backward updates tensors created in the eval."""
-    for st in steps:
-        if LOCALPARAM not in st.labels:
-            continue
-        if st.frames[0].func is not ev.frames[0].func or len(st.frames) != len(ev.frames):
-            continue
-        if (
-            all(a.key() == b.key() for a, b in zip(st.frames[:-1], ev.frames[:-1]))
-            and st.frames[-1].func is ev.frames[-1].func
-        ):
-            return True
-    return False
+    return any(LOCALPARAM in st.labels for st in _steps_next_to(ev, steps))
 
 
 def _context_only(an: Analysis, train: Event, score: Event) -> bool:

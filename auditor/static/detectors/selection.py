@@ -16,7 +16,7 @@ from auditor.static.values import ATT, SEL
 def detect(an: Analysis) -> list:
     out = []
     best = [ev for ev in an.events if ev.kind == "best"]
-    for _site, evs in group_by_site(best).items():
+    for evs in group_by_site(best).values():
         ev = evs[0]
         msg = (
             f"A running {ev.info.get('how', 'min')} over repeated scorings is kept at line {ev.line} "
@@ -33,7 +33,7 @@ def detect(an: Analysis) -> list:
                 confidence=Confidence.STRONG,
             )
         )
-    sel = [ev for ev in an.events if ev.kind in ("score", "ret") and SEL in ev.labels]
+    sel = [ev for ev in an.events if ev.kind in ("score", "ret", "report") and SEL in ev.labels]
     by_step: dict[tuple, list] = {}
     for ev in sel:
         chain = ev.labels[SEL]

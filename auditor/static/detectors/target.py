@@ -22,7 +22,7 @@ from __future__ import annotations
 from auditor.models import Confidence
 from auditor.static.analysis import Analysis
 from auditor.static.detectors.common import group_by_site
-from auditor.static.values import BLEND, GATE, STATE, TKEY, TLUT, TMIX, VAL
+from auditor.static.values import BLEND, GATE, STATE, TDIST, TKEY, TLUT, TMIX, VAL
 
 
 def _key_step(chain, prefixes):
@@ -56,7 +56,7 @@ def detect(an: Analysis) -> list:
             step = _key_step(bchain, ("blended with", "ratio of table counts"))
             blends.setdefault((step.file, step.line), []).append(ev)
 
-    for (fidx, line), evs in lookups.items():
+    for evs in lookups.values():
         ev = _prefer_score(evs)
         chain = ev.labels[TKEY]
         read = _key_step(chain, ("table read with a key", "gathered with a key"))
@@ -84,7 +84,7 @@ def detect(an: Analysis) -> list:
             )
         )
 
-    for (fidx, line), evs in blends.items():
+    for evs in blends.values():
         ev = _prefer_score(evs)
         chain = ev.labels[BLEND]
         step = _key_step(chain, ("blended with", "ratio of table counts"))
@@ -136,7 +136,7 @@ def detect(an: Analysis) -> list:
             # the gate only chooses which target-keyed n-gram value to use: reported as C101
             continue
         gates.setdefault((step.file, step.line), []).append(ev)
-    for (fidx, line), evs in gates.items():
+    for evs in gates.values():
         ev = _prefer_score(evs)
         chain = ev.labels.get(GATE) or ev.labels[TLUT]
         step = _key_step(
@@ -158,6 +158,11 @@ def detect(an: Analysis) -> list:
             s.note for s in chain
         ]:
             why = "switches on a property of the realized token (a hint, mask or weight gated by the target)"
+        elif any("target compared with a hint" in s.note for s in chain):
+            why = (
+                "is switched per token by comparing the realized token with another token (a stored or "
+                "predicted hint: the loss depends on whether the guess was right)"
+            )
         else:
             why = "is chosen by comparing values that depend on the realized token"
         msg = (
@@ -173,6 +178,33 @@ def detect(an: Analysis) -> list:
                 reach=reach,
                 confidence=Confidence.STRONG if len(chain) >= 3 else Confidence.HEURISTIC,
                 data={"score_line": ev.line, "gate_line": step.line},
+            )
+        )
+    # -- C302 (closed form): a distribution shifted by target-dependent values, then scored --------
+    shifted: dict[tuple, list] = {}
+    for ev in scores:
+        chain = ev.labels.get(TDIST)
+        if chain:
+            step = _key_step(chain, ("distribution built from target", "target-dependent values added"))
+            shifted.setdefault((step.file, step.line), []).append(ev)
+    for evs in shifted.values():
+        ev = _prefer_score(evs)
+        chain = ev.labels[TDIST]
+        step = _key_step(chain, ("distribution built from target", "target-dependent values added"))
+        msg = (
+            f"The distribution scored at line {ev.line} was shifted by values computed from the targets of the "
+            f"same positions (line {step.line}): a closed-form per-window fit to the tokens being scored "
+            f"(SLOT-like, C1/C3)."
+        )
+        out.append(
+            an.make(
+                "C302",
+                msg,
+                location=an.loc(step),
+                path=an.path(chain, an.event_loc(ev)),
+                reach=an.reach_events(evs),
+                confidence=Confidence.HEURISTIC,
+                data={"score_line": ev.line},
             )
         )
     return out

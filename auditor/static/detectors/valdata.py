@@ -14,16 +14,25 @@ C301.
 
 from __future__ import annotations
 
-from auditor.models import Confidence
+from auditor.models import Confidence, Severity
 from auditor.static.analysis import Analysis
+from auditor.static.dataflow import TABLE_NOTE
 from auditor.static.detectors.common import group_by_site
+from auditor.static.reachability import Reach
 from auditor.static.values import TOK, TRAIN, VAL
 
 
 def detect(an: Analysis) -> list:
     out = []
-    mixed = [ev for ev in an.events if ev.kind == "backward" and VAL in ev.labels and TRAIN in ev.labels]
-    for _site, evs in group_by_site(mixed).items():
+    mixed = [
+        ev
+        for ev in an.events
+        if ev.kind == "backward"
+        and VAL in ev.labels
+        and TRAIN in ev.labels
+        and not any(st.note == TABLE_NOTE for st in ev.labels[TRAIN])  # train-built tables read by the model
+    ]
+    for evs in group_by_site(mixed).values():
         ev = evs[0]
         msg = (
             f"The training loss at line {ev.line} is computed on batches that contain validation tokens as "
@@ -40,7 +49,7 @@ def detect(an: Analysis) -> list:
             )
         )
     calib = [ev for ev in an.events if ev.kind == "calib"]
-    for _site, evs in group_by_site(calib).items():
+    for evs in group_by_site(calib).values():
         ev = evs[0]
         msg = (
             f"Forward passes over validation tokens run while forward hooks are registered (line {ev.line}): "
@@ -57,10 +66,13 @@ def detect(an: Analysis) -> list:
                 confidence=Confidence.STRONG,
             )
         )
+    out.extend(_tool_prefix(an))
     art = [ev for ev in an.events if ev.kind == "artifact"]
-    for _site, evs in group_by_site(art).items():
+    for evs in group_by_site(art).values():
         ev = evs[0]
         raw = TOK in ev.labels
+        if calib and not raw:
+            continue  # the weights quantized with validation-calibrated statistics: reported above
         msg = (
             f"{'Validation tokens are' if raw else 'Data derived from validation tokens is'} written into a "
             f"serialized/compressed payload at line {ev.line} (`{ev.info.get('sink', '')}`): validation data "
@@ -76,4 +88,66 @@ def detect(an: Analysis) -> list:
                 confidence=Confidence.STRONG if raw else Confidence.HEURISTIC,
             )
         )
+    return out
+
+
+COMPRESSORS = {"compress", "compressobj"}
+FILE_WRITES = {"write", "write_bytes", "tofile", "save", "dump", "savez", "savez_compressed"}
+
+
+def _tool_prefix(an: Analysis) -> list:
+    """A stand-alone script shipped beside the entry that compresses validation tokens and writes the
+    result to a file: the builder of a "paid prefix" blob (its output is shipped in the artifact)."""
+    out = []
+    tool = [ev for ev in getattr(an.interp, "tool_events", []) if ev.kind == "artifact"]
+    by_file: dict[int, list] = {}
+    for ev in tool:
+        by_file.setdefault(ev.file.idx, []).append(ev)
+    for evs in by_file.values():
+        packed = [
+            ev
+            for ev in evs
+            if VAL in ev.labels and str(ev.info.get("sink", "")).rsplit(".", 1)[-1] in COMPRESSORS
+        ]
+        written = [ev for ev in evs if str(ev.info.get("sink", "")).rsplit(".", 1)[-1] in FILE_WRITES]
+        if not packed:
+            continue
+        ev = packed[0]
+        fname = an.event_loc(ev).file
+        if written:
+            w = written[0]
+            msg = (
+                f"`{fname}` (a stand-alone script shipped with the submission) compresses validation tokens at "
+                f"line {ev.line} and writes the result to a file at line {w.line}: a 'paid prefix' blob of "
+                f"validation data built for the artifact. Validation data must not be packed into the artifact."
+            )
+            path = an.path(ev.labels[VAL], an.event_loc(w))
+            reach = Reach("reachable", f"in `{fname}`, a tool script run by hand, not by the entry point")
+            out.append(
+                an.make(
+                    "C303",
+                    msg,
+                    location=an.event_loc(ev),
+                    path=path,
+                    reach=reach,
+                    confidence=Confidence.HEURISTIC,
+                )
+            )
+        else:
+            msg = (
+                f"`{fname}` (a stand-alone script shipped with the submission) compresses validation tokens at "
+                f"line {ev.line}; the result is not written to a file here. Check that no validation data "
+                f"ends up in the artifact."
+            )
+            out.append(
+                an.make(
+                    "C303",
+                    msg,
+                    location=an.event_loc(ev),
+                    path=an.path(ev.labels[VAL], an.event_loc(ev)),
+                    reach=Reach("unknown", f"in `{fname}`, a tool script not run by the entry point"),
+                    confidence=Confidence.HEURISTIC,
+                    severity=Severity.WARNING,
+                )
+            )
     return out
