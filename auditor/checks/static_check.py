@@ -3,6 +3,8 @@ README's run command and the logs' hyperparameter dumps."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from auditor.context import RecordContext
 from auditor.findings import finding
 from auditor.models import Finding, Location
@@ -34,8 +36,24 @@ def check(ctx: RecordContext) -> list[Finding]:
         readme_env=_readme_env(ctx),
         hyperparameters=[log.hyperparameters for log in ctx.unique_logs if log.hyperparameters],
         submission_date=_date(ctx),
+        log_texts=_log_texts(ctx),
     )
     return out + run_static(parsed, config)
+
+
+LOG_TEXT_LIMIT = 8 * 1024 * 1024  # a flagged block is confirmed by its log message; huge logs are cut
+
+
+def _log_texts(ctx: RecordContext) -> list[str]:
+    """Raw log texts (bounded), so a detector can confirm that a flagged block actually ran."""
+    from auditor.parse.textio import read_text_bounded
+
+    texts = []
+    for log in ctx.unique_logs:
+        read = read_text_bounded(Path(log.path), LOG_TEXT_LIMIT)
+        if read.text:
+            texts.append(read.text)
+    return texts
 
 
 def _readme_env(ctx: RecordContext) -> dict[str, str]:

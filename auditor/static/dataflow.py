@@ -1487,6 +1487,9 @@ class Interpreter:
         return V(objs=frozenset({("func", f)})) if f is not None else EMPTY
 
     def e_comp(self, act: Act, node) -> V:
+        per_item = self._comp_per_item(act, node)
+        if per_item is not None:
+            return per_item
         saved = act.env
         act.env = dict(act.env)
         act.loops.append(node)
@@ -1774,10 +1777,47 @@ class Interpreter:
                         self.call_user(act, o[1], node, [EMPTY, data, data], {})
 
     # ----------------------------------------------------------------------------------------------
+    def _comp_per_item(self, act: Act, node) -> V | None:
+        """``(float(v) for v in totals)`` over a fixed-size container keeps its elements apart, so
+        unpacking ``loss, tokens, nbytes = ...`` does not mix a byte count into the loss."""
+        if isinstance(node, ast.DictComp) or len(node.generators) != 1:
+            return None
+        gen = node.generators[0]
+        if gen.ifs or gen.is_async or not isinstance(gen.target, ast.Name):
+            return None
+        it = self.eval(act, gen.iter)
+        items = getattr(it, "items", None)
+        if not items or len(items) > 16:
+            return None
+        saved = act.env
+        outs = []
+        act.loops.append(node)
+        try:
+            for item in items:
+                act.env = dict(saved)
+                self.assign(act, gen.target, item, act.stmt)
+                outs.append(self.eval(act, node.elt))
+        finally:
+            act.loops.pop()
+            act.env = saved
+        out = join(*outs)
+        return _with_items(V(out.labels, objs=out.objs), tuple(outs))
+
     def library_call(
         self, act: Act, node: ast.Call, name: str, recv: V | None, args: list[V], kwargs: dict
     ) -> V:
         """Semantics of a library function (``name`` dotted) or method (``name`` = ``.method``)."""
+        result = self._library_call(act, node, name, recv, args, kwargs)
+        # Stacking a fixed list of scalars keeps them apart (element-wise), e.g. the
+        # [loss_sum, token_count, byte_count] that is all-reduced and unpacked again.
+        if (not name.startswith(".") and lib.last(name) in ("stack", "tensor", "as_tensor")
+                and args and getattr(args[0], "items", None) and result is not None):
+            return _with_items(result, args[0].items)
+        return result
+
+    def _library_call(
+        self, act: Act, node: ast.Call, name: str, recv: V | None, args: list[V], kwargs: dict
+    ) -> V:
         tail = lib.last(name)
         is_method = name.startswith(".")
         fidx = act.func.file.idx

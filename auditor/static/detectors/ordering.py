@@ -74,10 +74,30 @@ def _same_table(update: Event, read: Event) -> bool:
     return a is None or b is None or a == b or a.split(".")[-1] == b.split(".")[-1]
 
 
+def _guard_only(read: Event) -> bool:
+    """A table read whose value is only tested to raise (a run-time "already scored?" guard) is
+    bookkeeping, not a read for a score: ``ok = seen[pos] > 0`` used only in ``if not ok: raise``."""
+    func = read.func.node
+    stmt = next((n for n in ast.walk(func) if isinstance(n, ast.Assign) and n.lineno <= read.line
+                 <= (n.end_lineno or n.lineno) and read.node in set(ast.walk(n.value))), None)
+    if stmt is None or len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
+        return False
+    name = stmt.targets[0].id
+    uses = [n for n in ast.walk(func) if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)]
+    if not uses:
+        return False
+    guards = [n for n in ast.walk(func) if isinstance(n, ast.If) and all(isinstance(b, ast.Raise) for b in n.body)
+              and not n.orelse]
+    asserts = [n for n in ast.walk(func) if isinstance(n, ast.Assert)]
+    guarded = {id(u) for g in guards for u in ast.walk(g.test)} | {id(u) for a in asserts for u in ast.walk(a.test)}
+    return all(id(u) in guarded for u in uses)
+
+
 def _judge_table(an: Analysis, evs: list[Event], reads: list[Event], scores: list[Event]):
     """A table keyed by validation tokens must only be read for scoring *before* it is updated
     with those tokens (in the same iteration), and never be filled from the whole stream first."""
     verdicts = []
+    reads = [r for r in reads if not _guard_only(r)]
     for ev in evs:
         relevant = [r for r in reads if _same_table(ev, r) and r.frames[0].func is ev.frames[0].func]
         read_after_in_loop = None

@@ -1769,7 +1769,8 @@ def score_then_adapt_document(h, model, val_data, acc, doc: tuple[int, int], opt
     for c0 in range(first_input, last_target, h.ttt_chunk_size):  # targets c0+1 .. c1
         c1 = min(c0 + h.ttt_chunk_size, last_target)
         ctx0 = max(first_input, c1 - h.eval_seq_len)
-        nll = per_token_nll(model, tokens[ctx0:c1][None], tokens[ctx0 + 1:c1 + 1][None])[0, c0 - ctx0:]
+        window = tokens[ctx0:c1 + 1][None]  # inputs ctx0..c1-1, targets ctx0+1..c1
+        nll = per_token_nll(model, window[:, :-1], window[:, 1:])[0, c0 - ctx0:]
         positions = torch.arange(c0 + 1, c1 + 1, device=tokens.device)
         acc.add(nll.detach(), positions)  # the score is committed before any update
         if c1 < last_target:  # never adapt on a document's last chunk
