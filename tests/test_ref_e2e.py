@@ -4,6 +4,7 @@ and the bundled script also runs under torchrun (2 CPU processes, gloo)."""
 import json
 import os
 import subprocess
+import shutil
 import sys
 from pathlib import Path
 
@@ -78,3 +79,19 @@ def test_bundled_script_runs_under_torchrun_with_two_cpu_ranks(tmp_path):
     assert run.reported[0] == "quantized_ttt" and run.artifact_bytes < CAP_BYTES
     # Every rank scored its share and the single-pass check (all-reduced counts) passed.
     assert (tmp_path / "logs" / "ddp.txt").read_text().count("quantized_ttt val_loss:") == 1
+
+
+def test_pgolf_audit_passes_the_produced_record(tiny_cpu_record, tmp_path):
+    """The reference stack's own output is a legal record: the whole audit (static C1-C4 included)
+    must PASS it once it sits in the non-record track (a tiny CPU run beats no leaderboard row)."""
+    from auditor import intake
+    from auditor.models import Severity, Verdict
+    from auditor.pipeline import AuditOptions, audit_record
+
+    dest = tmp_path / "records" / "track_non_record_16mb" / "2026-11-01_Reference_TinyCPU"
+    shutil.copytree(tiny_cpu_record, dest)
+    (rec,) = intake.discover_records(dest)
+    audit = audit_record(rec, AuditOptions())
+    errors = [f"{f.rule_id} {f.location.short() if f.location else ''}: {f.message}"
+              for f in audit.findings if f.severity is Severity.ERROR]
+    assert audit.verdict is Verdict.PASS, errors or [f.message for f in audit.findings]
