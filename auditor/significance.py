@@ -463,6 +463,10 @@ class LeaderboardRow:
     runs: tuple[SeedRun, ...]
     other_runs: tuple[SeedRun, ...]
 
+    def to_baseline(self) -> Baseline:
+        return Baseline(name=self.label, runs=self.runs, source="leaderboard", date=self.date, pr=self.pr,
+                        folder=self.folder, tokenizer=self.tokenizer, score=self.score)
+
     @property
     def label(self) -> str:
         pr = f"PR #{self.pr} " if self.pr else ""
@@ -535,17 +539,7 @@ def leaderboard_baseline(
     earlier = [r for r in earlier if r.runs]
     if not earlier:
         return None
-    best = min(earlier, key=lambda r: (r.score, r.date))
-    return Baseline(
-        name=best.label,
-        runs=best.runs,
-        source="leaderboard",
-        date=best.date,
-        pr=best.pr,
-        folder=best.folder,
-        tokenizer=best.tokenizer,
-        score=best.score,
-    )
+    return min(earlier, key=lambda r: (r.score, r.date)).to_baseline()
 
 
 # ---------------------------------------------------------------------------------------------

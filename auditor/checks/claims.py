@@ -100,27 +100,18 @@ def _prequant_claim(ctx: RecordContext, logs) -> list[Finding]:
         return []
     tol = _tolerance(sub, field)
     for log in logs:
-        for sv in log.step_vals:
-            if abs(sv.val_bpb - claimed) <= tol:
+        # pre-quantization step values first, then diagnostic final lines
+        candidates = [(sv.val_bpb, sv.line, f"the pre-quantization step {sv.step} value") for sv in log.step_vals]
+        candidates += [(fl.val_bpb, fl.line, f"the diagnostic line '{fl.label}'") for fl in log.finals if fl.diagnostic]
+        for value, line, what in candidates:
+            if abs(value - claimed) <= tol:
                 return [
                     finding(
                         "CLM006",
-                        f"val_bpb={claimed} equals the pre-quantization step {sv.step} "
-                        f"value, not the final post-quantization score ({_final_desc(log)}).",
+                        f"val_bpb={claimed} equals {what}, not the final post-quantization score "
+                        f"({_final_desc(log)}).",
                         location=claim_location(ctx, field),
-                        path=[log_location(log, sv.line)],
-                        origin="metadata",
-                    )
-                ]
-        for fl in log.finals:
-            if fl.diagnostic and abs(fl.val_bpb - claimed) <= tol:
-                return [
-                    finding(
-                        "CLM006",
-                        f"val_bpb={claimed} equals the diagnostic line '{fl.label}', not the "
-                        f"reported final score ({_final_desc(log)}).",
-                        location=claim_location(ctx, field),
-                        path=[log_location(log, fl.line)],
+                        path=[log_location(log, line)],
                         origin="metadata",
                     )
                 ]

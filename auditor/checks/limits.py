@@ -205,11 +205,8 @@ def _artifact(log, code: CodeBytes | None) -> list[Finding]:
                 finding(
                     "LIM001",
                     f"{seed}: model {log.model_bytes:,} B + recomputed code {code.n:,} B = "
-                    f"{recomputed_total:,} bytes, over the cap by {recomputed_total - ARTIFACT_CAP:,} "
-                    f"(the log says {total:,})."
-                    if total is not None
-                    else f"{seed}: model {log.model_bytes:,} B + recomputed code {code.n:,} B = {recomputed_total:,} "
-                    f"bytes, over the cap by {recomputed_total - ARTIFACT_CAP:,}.",
+                    f"{recomputed_total:,} bytes, over the cap by {recomputed_total - ARTIFACT_CAP:,}"
+                    + (f" (the log says {total:,})." if total is not None else "."),
                     location=_log_loc(log, _line_of(log.serialized, log.model_bytes)),
                     path=[code.location.model_copy(update={"role": "code"})],
                     confidence=Confidence.PROOF if code.exact else Confidence.STRONG,

@@ -78,16 +78,7 @@ def resolve_baseline(spec: str) -> significance.Baseline:
     key = spec.lstrip("#")
     for row in significance.load_leaderboard():
         if spec in (row.folder, row.name) or (key.isdigit() and row.pr == int(key)):
-            return significance.Baseline(
-                name=row.label,
-                runs=row.runs,
-                source="leaderboard",
-                date=row.date,
-                pr=row.pr,
-                folder=row.folder,
-                tokenizer=row.tokenizer,
-                score=row.score,
-            )
+            return row.to_baseline()
     raise InputError(
         f"--baseline {spec}: not a record folder nor a leaderboard row (see rules/leaderboard.json)"
     )
