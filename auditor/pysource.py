@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from dataclasses import dataclass
 
 import libcst as cst
@@ -43,8 +44,19 @@ class ParsedSource:
     fstrings_rewritten: int = 0
 
 
+# CPython 3.11 keeps the AST constructor's recursion bookkeeping in interpreter-wide state:
+# two threads parsing at once can fail with "SystemError: AST constructor recursion depth
+# mismatch". Parsing is serialized within a process (processes are unaffected).
+_PARSE_LOCK = threading.Lock()
+
+
 def parse_python(text: str, filename: str = "<unknown>") -> ParsedSource:
     """Parse ``text``; never raises. ``error`` says why when there is no tree."""
+    with _PARSE_LOCK:
+        return _parse_python(text, filename)
+
+
+def _parse_python(text: str, filename: str) -> ParsedSource:
     text = text.removeprefix("\ufeff")  # a BOM is legal in files, not in ast.parse's str input
     try:
         return ParsedSource(tree=ast.parse(text, filename=filename))

@@ -260,6 +260,15 @@ def interpreter_paths(python: str) -> list[str]:
     return sorted(paths)
 
 
+def keep_paths(paths: list[str]) -> list[str]:
+    """Existing directories, outermost first, without those already inside another kept one."""
+    out: list[str] = []
+    for path in sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)}, key=len):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in out):
+            out.append(path)
+    return out
+
+
 def exposure_map(paths: list[str]) -> dict[str, list[str]]:
     """For each path whose ancestors block an unprivileged uid: blocked ancestor -> its child on
     the way to the path (``/root`` -> ``/root/.pyenv``)."""
@@ -381,7 +390,9 @@ def run_sandboxed(
         "cgroup_procs": cg.procs_files,
         "in_mount_ns": ns_ok,
         "private_tmp": ["/tmp", "/var/tmp", "/dev/shm"] if ns_ok else [],
-        "keep_paths": [str(workdir)],
+        # The workspace and the interpreter's import roots stay visible when they live under a
+        # directory that becomes a private tmpfs (a checkout or venv under /tmp, as in CI clones).
+        "keep_paths": keep_paths([str(workdir), *interpreter_paths(argv[0])]),
         "expose": exposure_map(interpreter_paths(argv[0])) if (ns_ok and run_uid is not None) else {},
         "tmpfs_bytes": limits.tmpfs_bytes,
         "out_fds": {var: str(out_dir / name) for var, name in (out_fds or {}).items()},
