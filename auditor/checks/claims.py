@@ -51,8 +51,7 @@ def check(ctx: RecordContext) -> list[Finding]:
 
 def _score(ctx: RecordContext, runs) -> list[Finding]:
     sub = ctx.submission
-    field = "val_loss" if sub.val_bpb is None and sub.val_loss_holds_bpb else "val_bpb"
-    claimed = sub.val_bpb if field == "val_bpb" else sub.val_loss
+    field, claimed = _headline(sub)
     if claimed is None:
         return []
     tol = _tolerance(sub, field)
@@ -94,8 +93,7 @@ def _score(ctx: RecordContext, runs) -> list[Finding]:
 def _prequant_claim(ctx: RecordContext, logs) -> list[Finding]:
     """CLM006 when the claim equals a pre-quantization step line or a diagnostic final line."""
     sub = ctx.submission
-    field = "val_loss" if sub.val_bpb is None and sub.val_loss_holds_bpb else "val_bpb"
-    claimed = sub.val_bpb if field == "val_bpb" else sub.val_loss
+    field, claimed = _headline(sub)
     if claimed is None:
         return []
     tol = _tolerance(sub, field)
@@ -320,6 +318,13 @@ def _suspicious_labels(ctx: RecordContext) -> list[Finding]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _headline(sub) -> tuple[str, float | None]:
+    """The field that holds the claimed score (03-20 Int5MLP stores its BPB in val_loss)."""
+    if sub.val_bpb is None and sub.val_loss_holds_bpb:
+        return "val_loss", sub.val_loss
+    return "val_bpb", sub.val_bpb
 
 
 def _final_desc(log) -> str:

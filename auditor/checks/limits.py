@@ -54,8 +54,7 @@ def check(ctx: RecordContext) -> list[Finding]:
         if not _non_record(ctx.record.track):  # unknown track: hold it to the record-track caps
             found += _times(log)
         out += _not_backing_claim(ctx, log, found)
-    out += _group_code_mismatches(out)
-    out = [f for f in out if not (f.rule_id == "LIM002" and f.data.get("grouped_into"))]
+    out = _group_code_mismatches(out)
     out += _virtual_wrapper_info(ctx, code)
     out += _uncounted_modules(ctx)
     return out
@@ -87,9 +86,10 @@ def _group_code_mismatches(found: list[Finding]) -> list[Finding]:
             groups.setdefault((f.data["logged"], f.data["recomputed"], f.severity), []).append(f)
     merged = []
     for fs in groups.values():
-        if len(fs) < 2:
-            continue
         first = fs[0]
+        if len(fs) == 1:
+            merged.append(first)
+            continue
         seeds = sorted({str(f.data.get("seed")) for f in fs})
         merged.append(
             first.model_copy(
@@ -101,9 +101,7 @@ def _group_code_mismatches(found: list[Finding]) -> list[Finding]:
                 }
             )
         )
-        for f in fs:
-            f.data["grouped_into"] = True
-    return merged
+    return [f for f in found if f.rule_id != "LIM002"] + merged
 
 
 def _virtual_wrapper_info(ctx: RecordContext, code: CodeBytes | None) -> list[Finding]:

@@ -21,11 +21,12 @@ def check(ctx: RecordContext) -> list[Finding]:
     if ctx.record.track is None and significance.is_non_record_track(claimed_track):
         return []  # outside a records tree, the JSON's own track says whether a record is claimed
     baseline = resolve_baseline(ctx.options.baseline) if ctx.options.baseline else None
+    claimed = ctx.submission.summary() if ctx.submission is not None else None
     result = significance.significance_for_record(
         ctx.record.root,
         runs,
         track=ctx.record.track,
-        claimed=ctx.submission.summary() if ctx.submission is not None else None,
+        claimed=claimed,
         baseline=baseline,
     )
     if result is None:
@@ -34,7 +35,7 @@ def check(ctx: RecordContext) -> list[Finding]:
     wanted = {"both": ("SIG001", "SIG002"), "readme": ("SIG001",), "frontier": ("SIG002",)}[
         ctx.options.policy
     ]
-    date = significance.candidate_date(ctx.record.root, ctx.submission.summary() if ctx.submission else None)
+    date = significance.candidate_date(ctx.record.root, claimed)
     out = []
     for f in result.findings:
         if f.rule_id in ("SIG001", "SIG002") and f.rule_id not in wanted:
