@@ -247,7 +247,7 @@ def rerun(
     result = rerun_record(rec.root, options)
     findings = verdict.sort_findings(result.findings)
     audit = RecordAudit(path=rec.rel, name=rec.name, track=rec.track, verdict=verdict.decide(findings),
-                        findings=findings, rerun=result.summary)
+                        compliance=verdict.compliance(findings), findings=findings, rerun=result.summary)
     full = AuditReport(tool_version=__version__, generated_at=_now(), verdict=audit.verdict, records=[audit],
                        options={"rerun": options.model_dump(mode="json")})
     render_opts = {"color": False} if fmt is Format.text and output is not None else {}

@@ -35,6 +35,20 @@ from auditor.models import Confidence, Finding, Location, PRScope, Severity
 OFFICIAL_TRACKS = ("track_10min_16mb", "track_non_record_16mb")
 NON_RECORD_TRACK = "track_non_record_16mb"
 
+
+def is_non_record_track(track: str | None) -> bool:
+    """The one test for "non-record track", for folder names (``track_non_record_16mb``) and
+    submission.json values (``non-record``, ``non_record_16mb``) alike."""
+    return bool(track) and "non" in track.lower() and "record" in track.lower()
+
+
+def is_non_record(record: RecordFolder, submission=None) -> bool:
+    """Is this record on the non-record track? The folder's track inside a records tree; outside
+    one, what its submission.json says."""
+    if record.track is not None:
+        return is_non_record_track(record.track)
+    return is_non_record_track(getattr(submission, "track", None))
+
 # Walk limits: a record folder is a handful of files; these only stop pathological trees.
 MAX_FILES_PER_RECORD = 20_000
 MAX_DEPTH_IN_RECORD = 32

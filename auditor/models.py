@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 # Bump on any incompatible change of the JSON report; additive changes bump the minor part.
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "2.0"  # 2.0: compliance and eligibility axes, report-level error
 
 
 class Condition(str, Enum):
@@ -47,6 +47,23 @@ class Verdict(str, Enum):
     FAIL = "FAIL"
     NEEDS_REVIEW = "NEEDS_REVIEW"
     ERROR = "ERROR"  # the audit could not be completed (unreadable input, internal error)
+
+
+class EligibilityStatus(str, Enum):
+    """Record eligibility (LIMIT, CLAIM, SIG): a separate axis from compliance (C1-C4, HYGIENE).
+
+    Not beating the previous record is a fact about the leaderboard, not a rule violation."""
+
+    RECORD_ELIGIBLE = "record_eligible"  # within limits, claims backed, significant under every policy
+    NOT_A_NEW_RECORD = "not_a_new_record"  # valid, but does not clear the significance bar
+    NOT_ELIGIBLE = "not_eligible"  # a limit broken or a claim not backed by the logs
+    NON_RECORD_TRACK = "non_record_track"  # the non-record track has no record bar
+    UNDETERMINED = "undetermined"  # what eligibility needs (limits, significance) could not be checked
+
+
+class Eligibility(BaseModel):
+    status: EligibilityStatus
+    reasons: list[str] = Field(default_factory=list)  # each with the rule ID it comes from
 
 
 class Location(BaseModel):
@@ -131,7 +148,9 @@ class RecordAudit(BaseModel):
     path: str
     name: str
     track: str | None = None
-    verdict: Verdict
+    verdict: Verdict  # overall: see auditor/verdict.py
+    compliance: Verdict | None = None  # C1-C4 and HYGIENE findings alone
+    eligibility: Eligibility | None = None  # LIMIT, CLAIM and SIG findings alone
     findings: list[Finding] = Field(default_factory=list)
     runs: list[SeedRun] = Field(default_factory=list)
     claimed: dict[str, Any] = Field(default_factory=dict)  # normalized submission.json values
@@ -156,6 +175,7 @@ class AuditReport(BaseModel):
     tool_version: str
     generated_at: str
     verdict: Verdict
+    error: str | None = None  # why the audit as a whole is ERROR (e.g. no record folder found)
     records: list[RecordAudit] = Field(default_factory=list)
     pr: PRScope | None = None
     findings: list[Finding] = Field(default_factory=list)  # findings not tied to one record

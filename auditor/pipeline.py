@@ -88,6 +88,10 @@ def _record_audit(ctx: RecordContext, findings: list[Finding]) -> RecordAudit:
         name=ctx.record.name,
         track=ctx.record.track,
         verdict=verdict.decide(findings),
+        compliance=verdict.compliance(findings),
+        eligibility=verdict.eligibility(
+            findings, ctx.significance, non_record_track=intake.is_non_record(ctx.record, ctx.submission)
+        ),
         findings=findings,
         runs=runs,
         claimed=ctx.submission.summary() if ctx.submission is not None else {},
@@ -177,11 +181,14 @@ def _report(
     pr: PRScope | None = None,
     root: Path | None = None,
 ) -> AuditReport:
-    overall = verdict.combine([a.verdict for a in audits] + [verdict.decide(findings)])
+    # Fail closed: an audit that found no record folder checked nothing, so it cannot PASS.
+    error = None if audits else "no record folder was found to audit, so nothing was checked"
+    overall = verdict.combine([a.verdict for a in audits] + [verdict.decide(findings, error=error)])
     return AuditReport(
         tool_version=__version__,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         verdict=overall,
+        error=error,
         records=audits,
         pr=pr,
         findings=verdict.sort_findings(findings),

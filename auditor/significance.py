@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 import rules
+from auditor import intake
 from auditor.findings import finding
 from auditor.models import Confidence, Finding, Location, SeedRun, Severity, Significance, SignificanceRow
 
@@ -638,8 +639,7 @@ def find_quoted_p(record_dir: Path | str) -> QuotedP | None:
     return None
 
 
-def is_non_record_track(track: str | None) -> bool:
-    return bool(track) and "non" in track.lower() and "record" in track.lower()
+is_non_record_track = intake.is_non_record_track
 
 
 def significance_for_record(

@@ -397,7 +397,7 @@ def test_repo_relative_keeps_dot_names():
 def test_markdown_has_the_key_elements():
     out = render(sample_report(), "markdown")
     assert out.startswith("## pgolf audit: `FAIL`")
-    assert "**Compliance verdict: `FAIL`**" in out
+    assert "**Verdict: `FAIL`**" in out
     assert not re.search(
         "[\U0001f300-\U0001faff\u2600-\u27bf]", out.split("\n", 3)[2]
     )  # emoji-free badge line

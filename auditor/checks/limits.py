@@ -6,6 +6,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditor import intake
 from auditor.checks.evidence import log_location, source_location, text_line
 from auditor.codesize import find_virtual_wrapper, virtual_wrapper_size
 from auditor.context import RecordContext
@@ -21,10 +22,6 @@ THIN_MARGIN = 16_000  # 0.1% of the cap
 TRAIN_OVERSHOOT_MS = 1_000
 # Virtual-wrapper recomputation drifts by tens of bytes across minifier/Python versions.
 VIRTUAL_TOLERANCE = 256
-
-
-def _non_record(track: str | None) -> bool:
-    return bool(track) and "non_record" in track
 
 
 @dataclass
@@ -51,7 +48,7 @@ def check(ctx: RecordContext) -> list[Finding]:
         )
     for log in logs:
         found = _artifact(log, code)
-        if not _non_record(ctx.record.track):  # unknown track: hold it to the record-track caps
+        if not intake.is_non_record_track(ctx.record.track):  # unknown track: hold it to the record-track caps
             found += _times(log)
         out += _not_backing_claim(ctx, log, found)
     out = _group_code_mismatches(out)

@@ -12,7 +12,15 @@ from auditor.models import Finding, Location
 
 def check(ctx: RecordContext) -> list[Finding]:
     if not ctx.options.static:
-        return []
+        # Fail closed: compliance was not checked, so the record cannot PASS on it.
+        return [
+            finding(
+                "HYG010",
+                "the C1-C4 detectors were switched off (--no-static): the evaluation's compliance "
+                "was not checked",
+                data={"skipped": "static"},
+            )
+        ]
     from auditor.static import StaticConfig, run_static
 
     out: list[Finding] = []
@@ -31,6 +39,14 @@ def check(ctx: RecordContext) -> list[Finding]:
             continue
         parsed.append(src)
     if not parsed:
+        if not out and ctx.sources:  # code shipped, none of it readable: say so, never silence
+            out.append(
+                finding(
+                    "HYG010",
+                    "no shipped script could be parsed, so the C1-C4 detectors checked nothing",
+                    location=Location(file=ctx.sources[0].path, wrapper=ctx.sources[0].wrapper),
+                )
+            )
         return out
     config = StaticConfig(
         readme_env=_readme_env(ctx),

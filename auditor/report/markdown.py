@@ -102,10 +102,12 @@ def _render(report: AuditReport, cap: int | None, limit: int) -> str:
     total = common.counts(findings)
     out: list[str] = [f"## pgolf audit: `{report.verdict.value}`", ""]
     out.append(
-        f"**Compliance verdict: `{report.verdict.value}`** | errors: {total[Severity.ERROR]} | "
+        f"**Verdict: `{report.verdict.value}`** | errors: {total[Severity.ERROR]} | "
         f"warnings: {total[Severity.WARNING]} | info: {total[Severity.INFO]} | "
         f"pgolf {text(report.tool_version)} | {text(report.generated_at)}"
     )
+    if report.error:
+        out += ["", f"> **Audit error:** {text(report.error)}"]
     if report.pr:
         commit = f" at {code(report.pr.commit)}" if report.pr.commit else ""
         out += ["", f"Audited {code(report.pr.repo)} {code(report.pr.ref)}{commit}."]
@@ -161,6 +163,10 @@ def _record(record: RecordAudit, cap: int | None) -> tuple[list[str], int]:
             f"the {common.ARTIFACT_LIMIT:,} cap)"
         )
     out.append(" | ".join(facts))
+    if record.compliance is not None and record.eligibility is not None:
+        out += ["", f"**Compliance:** `{record.compliance.value}` | "
+                    f"**Eligibility:** `{record.eligibility.status.value}`"]
+        out += [f"- {text(r)}" for r in record.eligibility.reasons]
     if record.error:
         out += ["", f"> **Audit error:** {text(record.error)}"]
     out += [

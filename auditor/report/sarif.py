@@ -199,6 +199,10 @@ def to_sarif(report: AuditReport) -> dict[str, Any]:
         for r in report.records
         if r.error
     ]
+    if report.error:
+        notifications.append(
+            {"level": "error", "message": {"text": report.error}, "descriptor": {"id": "audit-error"}}
+        )
     invocation: dict[str, Any] = {
         "executionSuccessful": report.verdict != Verdict.ERROR,
         "properties": {"verdict": report.verdict.value},
@@ -228,6 +232,8 @@ def to_sarif(report: AuditReport) -> dict[str, Any]:
             "verdict": report.verdict.value,
             "reportSchemaVersion": report.schema_version,
             "records": {r.path: r.verdict.value for r in report.records},
+            "compliance": {r.path: r.compliance.value for r in report.records if r.compliance},
+            "eligibility": {r.path: r.eligibility.status.value for r in report.records if r.eligibility},
         },
     }
     return {"$schema": SARIF_SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}

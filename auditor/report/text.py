@@ -62,6 +62,8 @@ def render(report: AuditReport, *, color: bool | None = None, width: int | None 
     console.print(
         Text(f"generated {report.generated_at}, report schema {report.schema_version}", style="dim")
     )
+    if report.error:
+        console.print(Text(f"audit error: {report.error}", style="magenta"))
     if report.pr:
         console.print(Text(f"PR {report.pr.repo} {report.pr.ref} (commit {report.pr.commit or '?'})"))
         for path in report.pr.outside_changes:
@@ -90,6 +92,12 @@ def _record(record: RecordAudit) -> list:
         f"   claimed {common.fmt_float(claimed)}" if claimed is not None else "",
     )
     parts.append(summary)
+    if record.compliance is not None:
+        parts.append(Text.assemble("compliance ", (record.compliance.value, VERDICT_STYLE[record.compliance])))
+    if record.eligibility is not None:
+        parts.append(Text(f"eligibility {record.eligibility.status.value}"))
+        for reason in record.eligibility.reasons:
+            parts.append(Text(f"  - {reason}", style="dim"))
     if record.error:
         parts.append(Text(f"audit error: {record.error}", style="magenta"))
     parts.append(_runs_table(record))
