@@ -1274,7 +1274,8 @@ def _checkout(
         found = []
     # Also audit new folders found outside records/track_*/ (e.g. records/phase3/x): HYG002 flags
     # their location, but their content still deserves the audit.
-    co.records = [r for r in found if r.rel not in at_base]
+    # The repository root is never the folder a PR adds (it exists at the base by definition).
+    co.records = [r for r in found if r.rel not in at_base and r.root.resolve() != tree.resolve()]
     co.added_records = sorted(set(co.added_records) | {r.rel for r in co.records})
     return co
 
