@@ -883,6 +883,12 @@ class Interpreter:
     ) -> None:
         """An accumulation of a per-token loss into a persistent variable: a committed score
         (a model value at the target, or a probability looked up for the target)."""
+        if v.items is not None:
+            # ``stats += stack([nll.sum(), n_tokens, n_bytes])``: only the loss slots are the score;
+            # the counts beside them are accounting of the realized text.
+            scored = [i for i in v.items if i.has(ATT) or i.has(TKEY) or (i.has(CALLRES) and i.has(VAL))]
+            if scored:
+                v = join(*scored)
         if not (v.has(ATT) or v.has(TKEY) or (v.has(CALLRES) and v.has(VAL))):
             return
         if store and not isinstance(target, ast.Subscript):
@@ -1359,9 +1365,8 @@ class Interpreter:
                         a.labels[TEQ], Step(fidx, line, "via", "masked by a target-dependent test")
                     )
                     break
-        # a byte count divides a loss: not a use of the target's identity in the score
-        if isinstance(op, ast.Div) and right.has(TLUT) and not left.has(TLUT):
-            labels = {k: c for k, c in labels.items() if k != TLUT}
+        if isinstance(op, ast.Div):
+            labels = _without_accounting(labels, left, right)
         # a model distribution shifted by target-dependent values before it is scored
         for a, b in ((left, right), (right, left)):
             if a.has(DIST) and not b.agg and b.has_any(TARGET_DERIVED | {ATT}) and not a.has(ATT):
@@ -1372,7 +1377,22 @@ class Interpreter:
                     extend(src, Step(fidx, line, "via", "target-dependent values added to the distribution")),
                 )
                 break
-        return V(labels, form=form, const=const, agg=out.agg)
+        return V(labels, form=form, const=const, agg=out.agg, items=self._items_op(act, node, left, right, op))
+
+    def _items_op(self, act: Act, node: ast.AST, left: V, right: V, op: ast.operator) -> tuple[V, ...] | None:
+        """Element-wise arithmetic keeps a stacked vector's elements apart (``stats / n``,
+        ``acc + stack([...])``), so a byte count in one slot does not leak into the loss slot."""
+        if isinstance(op, ast.Mult) and isinstance(node, ast.BinOp):
+            return None  # ``[x] * n`` repeats a list: no element-wise meaning
+        if left.items is not None and right.items is not None:
+            if len(left.items) != len(right.items):
+                return None
+            return tuple(self._op_result(act, node, a, b, op) for a, b in zip(left.items, right.items))
+        if left.items is not None and not right.labels and not right.objs:
+            return tuple(self._op_result(act, node, a, right, op) for a in left.items)
+        if right.items is not None and not left.labels and not left.objs:
+            return tuple(self._op_result(act, node, left, b, op) for b in right.items)
+        return None
 
     def e_unaryop(self, act: Act, node: ast.UnaryOp) -> V:
         v = self.eval(act, node.operand)
@@ -2621,3 +2641,19 @@ _DISPATCH = {
     ast.NamedExpr: Interpreter.e_namedexpr,
     ast.Await: Interpreter.e_await,
 }
+
+
+# Labels a value computed from the realized tokens alone can carry (a LUT read, a test, a mask).
+_ACCOUNTING = frozenset({TLUT, TEQ, GATE})
+# Labels that say a value involves the model's prediction (or a target-keyed table standing in for it).
+_PREDICTIVE = frozenset({DIST, ATT, TKEY, BLEND, TDIST, TMIX})
+
+
+def _without_accounting(labels: dict, left: V, right: V) -> dict:
+    """``loss / bytes``: the divisor counts the realized text (bytes per token from LUTs, masks of
+    word starts), which every BPB computes. It scales the reported number; it is not part of the
+    predictive distribution, so its target-derived labels do not reach the score (C1/C2 need the
+    distribution at t to depend on x_t). A divisor that involves the model's prediction keeps them."""
+    if right.has_any(_PREDICTIVE):
+        return labels
+    return {k: c for k, c in labels.items() if not (k in _ACCOUNTING and right.has(k) and not left.has(k))}

@@ -210,10 +210,11 @@ def join(*vals: V) -> V:
     c0 = first.const
     same_const = c0 is not NOCONST and all(_same_const(v.const, c0) for v in vals)
     items = None
-    if first.items is not None and all(
-        v.items is not None and len(v.items) == len(first.items) for v in vals
-    ):
-        items = tuple(join(*(v.items[i] for v in vals)) for i in range(len(first.items)))
+    # Element structure survives a merge with values that carry nothing (``stats = zeros(3)`` before
+    # ``stats += stack([...])``): joining an element with nothing leaves the element.
+    shaped = [v for v in vals if v.items is not None or v.labels or v.objs]
+    if shaped and all(v.items is not None and len(v.items) == len(shaped[0].items) for v in shaped):
+        items = tuple(join(*(v.items[i] for v in shaped)) for i in range(len(shaped[0].items)))
     return V(labels, objs, form, c0 if same_const else NOCONST, any(v.agg for v in vals), items)
 
 
