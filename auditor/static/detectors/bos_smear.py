@@ -4,7 +4,10 @@ Recognised shapes (any names, any axis, numpy or torch, one-liners alike):
 - ``x[:, 1:] + g * x[:, :-1]`` (often inside ``cat([x[:, :1], ...], dim=1)``);
 - a shifted copy ``prev = cat([zeros_like(x[:, :1]), x[:, :-1]], 1)`` / ``F.pad(x[:, :-1], (0, 0, 1, 0))``
   / ``roll(x, 1, 1)`` mixed back into ``x`` (``(1 - g) * x + g * prev``);
-- bigram-hash features of token ids ``hash(t[..., 1:], t[..., :-1])`` (heuristic: ruled on SmearGate).
+
+Not a smear: hashed features of token-id pairs (``(prev * p + ids * q) % buckets``, ``a ^ b``) feeding an
+embedding table. They are input features over tokens < t, not a mix of hidden states, and the
+SmearGate ruling is about hidden states; an expression under a hash reduction is never reported.
 
 The mixing is BOS-masked when a comparison of token ids with a constant or a BOS id
 (``input_ids[:, 1:] == BOS_ID``, ``!= 1``) flows into it, in the same function or in the
@@ -188,7 +191,13 @@ def _smears(func: FuncInfo):
     if not _has_shifts(func):
         return
     prev_copies = _prev_copies(func)
-    seen = set()
+    # Everything under a hash reduction (mod a bucket count, xor) combines token ids: skip it.
+    seen = {
+        id(n)
+        for node in func.all_nodes()
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitXor, ast.Mod))
+        for n in ast.walk(node)
+    }
     for node in func.all_nodes():
         if not isinstance(node, ast.BinOp):
             continue
@@ -215,12 +224,6 @@ def _smears(func: FuncInfo):
                         seen.add(id(node))
                         yield node, "smear"
                         break
-        elif isinstance(node.op, (ast.BitXor, ast.Mod)) or (isinstance(node.op, ast.Add) and False):
-            cur, prev = _shifted(node, "cur"), _shifted(node, "prev")
-            if any(c[0] == p[0] and c[1] == p[1] for c in cur for p in prev) and id(node) not in seen:
-                for n in ast.walk(node):
-                    seen.add(id(n))
-                yield node, "hash"
 
 
 def _undump_name(dump: str) -> str | None:
@@ -242,11 +245,7 @@ def detect(an: Analysis) -> list:
                 continue
             reach = an.reach_node(func, node)
             loc = an.node_loc(func, node)
-            what = (
-                "previous-token smear of hidden states"
-                if kind == "smear"
-                else "bigram hash of the current and previous token ids"
-            )
+            what = "previous-token smear of hidden states"
             if not date:
                 sev = Severity.WARNING
                 when = "the submission date is unknown; the ruling applies from 2026-04-24 (PR #1797)"
@@ -267,7 +266,7 @@ def detect(an: Analysis) -> list:
                     location=loc,
                     path=[loc],
                     reach=reach,
-                    confidence=Confidence.STRONG if kind == "smear" else Confidence.HEURISTIC,
+                    confidence=Confidence.STRONG,
                     severity=sev,
                     data={"kind": kind, "function": func.qualname},
                 )
