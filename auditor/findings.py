@@ -8,9 +8,19 @@ from typing import Any
 import rules
 from auditor.models import Confidence, Finding, Location, Severity
 
-# Where rule docs are published (the service also serves them at /v1/rules/<ID>); override with
-# PGOLF_DOCS_URL, e.g. your fork's blob URL or the service's /v1/rules/ base.
-DOCS_BASE_URL = os.environ.get("PGOLF_DOCS_URL", "https://github.com/pgolf-dev/pgolf/blob/main/rules/docs/")
+# Where rule docs are published, when somebody publishes them: PGOLF_DOCS_URL (e.g. your fork's
+# ``.../blob/main/rules/docs/`` or a pgolf service's ``/rules/`` base). Default: none, so findings
+# point at the repository-relative doc (``rules/docs/<ID>.md``, also `pgolf rules <ID>`), never
+# at a URL nobody owns.
+DOCS_BASE_URL: str | None = os.environ.get("PGOLF_DOCS_URL") or None
+
+
+def rule_reference(rule_id: str) -> str:
+    """The link of a rule's doc: under PGOLF_DOCS_URL when set, else repository-relative."""
+    if DOCS_BASE_URL is None:
+        return f"rules/docs/{rule_id}.md"
+    base = DOCS_BASE_URL if DOCS_BASE_URL.endswith("/") else DOCS_BASE_URL + "/"
+    return base + (f"{rule_id}.md" if base.endswith("/docs/") else rule_id)
 
 
 def finding(
@@ -37,6 +47,6 @@ def finding(
         path=path or [],
         data=data or {},
         reachability=reachability,
-        reference=DOCS_BASE_URL + (f"{rule.id}.md" if DOCS_BASE_URL.endswith("/docs/") else rule.id),
+        reference=rule_reference(rule.id),
         origin=origin,
     )

@@ -12,7 +12,7 @@ import pytest
 
 import rules
 from auditor.errors import ExitCode, PgolfError
-from auditor.findings import DOCS_BASE_URL
+from auditor.findings import DOCS_BASE_URL, rule_reference
 from auditor.models import (
     AuditReport,
     Condition,
@@ -60,7 +60,7 @@ def make_finding(
         path=path or [],
         data=data or {},
         reachability=reachability,
-        reference=f"{DOCS_BASE_URL}{rule_id}.md",
+        reference=rule_reference(rule_id),
         origin=origin,
     )
 
@@ -301,7 +301,8 @@ def test_sarif_rules_are_exactly_the_used_ones():
         if d["id"] in catalog:
             rule = catalog[d["id"]]
             assert (
-                d["name"] == rule.name and d["help"]["markdown"] == rule.doc and d["helpUri"].endswith(".md")
+                d["name"] == rule.name and d["help"]["markdown"] == rule.doc
+                    and ("helpUri" in d) == (DOCS_BASE_URL is not None)
             )
             assert d["fullDescription"]["text"] and d["shortDescription"]["text"] == rule.summary
             assert ("security" in props["tags"]) == (rule.condition.value in {"C1", "C2", "C3", "C4"})
@@ -485,3 +486,21 @@ def test_every_format_renders_and_unknown_fails():
     with pytest.raises(PgolfError) as info:
         render(report, "pdf")
     assert info.value.exit_code == ExitCode.USAGE
+
+
+def test_rule_links_never_point_at_an_unowned_url():
+    """Without PGOLF_DOCS_URL a finding names the repository-relative doc, and the comment and SARIF
+    formats drop the link rather than invent one."""
+    import auditor.findings as findings_mod
+
+    assert findings_mod.rule_reference("C101") == (
+        "rules/docs/C101.md" if DOCS_BASE_URL is None else findings_mod.rule_reference("C101")
+    )
+    if DOCS_BASE_URL is None:
+        report = sample_report()
+        md = render(report, "markdown")
+        assert "](rules/docs/" not in md and "pgolf-dev" not in md
+        sarif = json.loads(render(report, "sarif"))
+        driver = sarif["runs"][0]["tool"]["driver"]
+        assert "informationUri" not in driver and all("helpUri" not in r for r in driver["rules"])
+        assert "pgolf rules C101" in render(report, "text") or "C101" not in render(report, "text")

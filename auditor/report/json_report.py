@@ -9,7 +9,7 @@ from typing import Any
 
 from auditor.models import REPORT_SCHEMA_VERSION, AuditReport
 
-SCHEMA_ID = "https://github.com/pgolf-dev/pgolf/blob/main/docs/report-schema.json"
+SCHEMA_ID = "urn:pgolf:report-schema"  # a name, not a location: the schema ships in docs/
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "report-schema.json"
 
 

@@ -218,7 +218,8 @@ def _findings(record: RecordAudit | None, findings: list[Finding], cap: int | No
 
 
 def _finding(f: Finding) -> list[str]:
-    rule = f"[`{f.rule_id}`]({f.reference})" if f.reference else f"`{f.rule_id}`"
+    # Only an absolute link resolves in a PR comment; a repository-relative doc would 404 there.
+    rule = f"[`{f.rule_id}`]({f.reference})" if f.reference and "://" in f.reference else f"`{f.rule_id}`"
     loc = f.location
     head = f"- **{rule}** {f.severity.value} | {f.condition.value} | {f.confidence.value} confidence"
     if loc is not None:

@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 import rules
-from auditor.findings import DOCS_BASE_URL
+from auditor.findings import DOCS_BASE_URL, rule_reference
 from auditor.models import AuditReport, Confidence, Finding, Location, Severity, Verdict
 from auditor.report import common
 from auditor.report.json_report import json_safe
@@ -32,7 +32,8 @@ SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 )
-INFORMATION_URI = DOCS_BASE_URL.split("/blob/")[0]
+# Only a published docs location is an information URI; pgolf has no invented home page.
+INFORMATION_URI = DOCS_BASE_URL.split("/blob/")[0] if DOCS_BASE_URL else None
 SRCROOT = "%SRCROOT%"
 LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 SECURITY_SEVERITY = {Severity.ERROR: "8.0", Severity.WARNING: "5.0", Severity.INFO: "2.0"}
@@ -76,7 +77,8 @@ def _rule_descriptor(rule_id: str, sample: Finding) -> dict[str, Any]:
         "shortDescription": {"text": _clip(rule.summary, MAX_DESCRIPTION)},
         "fullDescription": {"text": _clip(detects, MAX_DESCRIPTION)},
         "help": {"text": rule.doc, "markdown": rule.doc},
-        "helpUri": sample.reference or f"{DOCS_BASE_URL}{rule.id}.md",
+        # SARIF wants an absolute helpUri; without a published base the doc itself is `help`.
+        **({"helpUri": rule_reference(rule.id)} if DOCS_BASE_URL else {}),
         "defaultConfiguration": {"level": LEVEL[rule.severity]},
         "properties": {
             "security-severity": SECURITY_SEVERITY[rule.severity],
@@ -221,7 +223,7 @@ def to_sarif(report: AuditReport) -> dict[str, Any]:
                 "name": report.tool,
                 "version": report.tool_version,
                 "semanticVersion": report.tool_version,
-                "informationUri": INFORMATION_URI,
+                **({"informationUri": INFORMATION_URI} if INFORMATION_URI else {}),
                 "rules": descriptors,
             }
         },

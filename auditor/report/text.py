@@ -236,5 +236,7 @@ def _finding(f: Finding) -> Text:
     if f.reachability:
         text.append(f"\n    reachability: {f.reachability}", style="dim")
     if f.reference:
-        text.append(f"\n    {f.reference}", style="dim")
+        # A local doc path reads better as the command that shows it.
+        shown = f.reference if "://" in f.reference else f"pgolf rules {f.rule_id}  ({f.reference})"
+        text.append(f"\n    {shown}", style="dim")
     return text
