@@ -211,11 +211,23 @@ def join(*vals: V) -> V:
     same_const = c0 is not NOCONST and all(_same_const(v.const, c0) for v in vals)
     items = None
     # Element structure survives a merge with values that carry nothing (``stats = zeros(3)`` before
-    # ``stats += stack([...])``): joining an element with nothing leaves the element.
-    shaped = [v for v in vals if v.items is not None or v.labels or v.objs]
-    if shaped and all(v.items is not None and len(v.items) == len(shaped[0].items) for v in shaped):
+    # a loop of ``stats += stack([...])``), but only while the elements still account for every label
+    # of their value: a container mutated as a whole (labels beyond its items) merges as a whole.
+    shaped = [
+        v for v in vals if v.items is not None or v.labels or v.objs or v.form is not None or v.const is not NOCONST
+    ]
+    if shaped and shaped[0].items and all(
+        v.items is not None and len(v.items) == len(shaped[0].items) and _items_cover(v) for v in shaped
+    ):
         items = tuple(join(*(v.items[i] for v in shaped)) for i in range(len(shaped[0].items)))
     return V(labels, objs, form, c0 if same_const else NOCONST, any(v.agg for v in vals), items)
+
+
+def _items_cover(v: V) -> bool:
+    covered: set[str] = set()
+    for item in v.items or ():
+        covered.update(item.labels)
+    return covered >= set(v.labels)
 
 
 def _same_const(a: Any, b: Any) -> bool:
