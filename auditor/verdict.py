@@ -4,7 +4,8 @@
 is it a new record?) are decided apart, so "not significant" never reads as a violation.
 
 The overall verdict FAILs only on what we can stand behind: a compliance error with `proof` or
-`strong` confidence, or a hard limit broken with `proof` (a log-reported artifact over the cap).
+`strong` confidence, or a hard limit broken with `proof` (a log-reported artifact over the cap). Paperwork (a missing
+file, a PR that changes more than its folder) makes a record not eligible and asks for review.
 Any other error, or a warning that asks for a human, gives NEEDS_REVIEW. SIG findings never move
 the overall verdict (they decide eligibility), and info findings never change anything.
 """
@@ -26,6 +27,17 @@ from auditor.models import (
 
 COMPLIANCE_CONDITIONS = frozenset({Condition.C1, Condition.C2, Condition.C3, Condition.C4, Condition.HYGIENE})
 ELIGIBILITY_CONDITIONS = frozenset({Condition.LIMIT, Condition.CLAIM, Condition.SIG})
+# HYGIENE rules about the submission's paperwork, not its evaluation (required files, PR scope, a
+# readable submission.json and logs): they decide eligibility. Eval hygiene (network, undecodable
+# or self-modifying wrappers, unsafe paths, code the audit could not read) stays on compliance.
+SUBMISSION_FORMAT_RULES = frozenset({"HYG001", "HYG002", "HYG003", "HYG004"})
+
+
+def axis(f: Finding) -> str:
+    """``compliance`` or ``eligibility``: which verdict axis a finding belongs to."""
+    if f.condition in COMPLIANCE_CONDITIONS and f.rule_id not in SUBMISSION_FORMAT_RULES:
+        return "compliance"
+    return "eligibility"
 
 # Warnings that do not need a reviewer's eyes (they are reported, but the submission can pass).
 _SOFT_WARNING_RULES = frozenset({"HYG004"})
@@ -49,7 +61,7 @@ def decide(findings: Iterable[Finding], *, error: str | None = None) -> Verdict:
 
 def compliance(findings: Iterable[Finding], *, error: str | None = None) -> Verdict:
     """The compliance axis alone: C1-C4 and eval hygiene."""
-    return decide([f for f in findings if f.condition in COMPLIANCE_CONDITIONS], error=error)
+    return decide([f for f in findings if axis(f) == "compliance"], error=error)
 
 
 def eligibility(
@@ -60,7 +72,7 @@ def eligibility(
     broken = [
         f
         for f in findings
-        if f.condition in (Condition.LIMIT, Condition.CLAIM) and f.severity is Severity.ERROR
+        if axis(f) == "eligibility" and f.condition is not Condition.SIG and f.severity is Severity.ERROR
     ]
     if broken:
         return Eligibility(status=EligibilityStatus.NOT_ELIGIBLE, reasons=[_reason(f) for f in broken])
@@ -98,7 +110,7 @@ def eligibility(
 def _fails(f: Finding) -> bool:
     if f.severity is not Severity.ERROR or f.data.get("reach") == "unreachable":
         return False
-    if f.condition in COMPLIANCE_CONDITIONS:
+    if axis(f) == "compliance":
         return f.confidence in _FIRM
     return f.condition is Condition.LIMIT and f.confidence is Confidence.PROOF
 

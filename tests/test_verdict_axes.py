@@ -138,3 +138,20 @@ def test_every_format_says_why_the_audit_is_error(tmp_path, fmt):
     repo = _repo_without_record(tmp_path)
     report = audit_git(str(repo), "pr", "main", AuditOptions(), tmp_path / "work")
     assert "no record folder" in render(report, fmt)
+
+
+def test_paperwork_is_eligibility_not_a_compliance_fail(tmp_path):
+    rec = write_record(tmp_path / "records" / "track_10min_16mb" / "2026-05-01_NoReadme", 1)
+    (rec / "README.md").unlink()
+    audit = audit_paths([rec]).records[0]
+    assert any(f.rule_id == "HYG001" and f.severity is Severity.ERROR for f in audit.findings)
+    assert audit.compliance is Verdict.PASS
+    assert audit.verdict is Verdict.NEEDS_REVIEW  # incomplete: a human looks, nobody is accused
+    assert audit.eligibility.status is EligibilityStatus.NOT_ELIGIBLE
+    assert any(r.startswith("HYG001") for r in audit.eligibility.reasons)
+
+
+def test_network_stays_a_compliance_fail():
+    net = finding("HYG008", "urllib.request.urlopen reachable from the eval")
+    assert verdict.axis(net) == "compliance"
+    assert verdict.decide([net]) is Verdict.FAIL
