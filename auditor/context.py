@@ -9,10 +9,10 @@ from auditor.models import Finding, Significance
 
 if TYPE_CHECKING:
     from auditor.intake import RecordFolder
+    from auditor.options import AuditOptions
     from auditor.parse.logs import ParsedLog
     from auditor.parse.readme import ReadmeInfo
     from auditor.parse.submission import Submission
-    from auditor.options import AuditOptions
     from auditor.unwrap import SourceFile
 
 

@@ -18,7 +18,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_api_support import AUTH, REPO_ROOT, TRACK, Server, _git, cli_json, record_files, wait_done, write_record
+from test_api_support import (
+    AUTH,
+    REPO_ROOT,
+    TRACK,
+    Server,
+    _git,
+    cli_json,
+    record_files,
+    wait_done,
+    write_record,
+)
 
 pytestmark = pytest.mark.slow
 

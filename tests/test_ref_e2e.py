@@ -3,8 +3,8 @@ and the bundled script also runs under torchrun (2 CPU processes, gloo)."""
 
 import json
 import os
-import subprocess
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 

@@ -20,7 +20,7 @@ from auditor.options import AuditOptions
 from auditor.pipeline import audit_git, audit_paths
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_api_support import REPO_ROOT, _git, write_record  # noqa: E402
+from test_api_support import REPO_ROOT, _git, write_record
 
 
 def _row(significant: bool) -> SignificanceRow:
