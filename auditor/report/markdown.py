@@ -164,8 +164,8 @@ def _record(record: RecordAudit, cap: int | None) -> tuple[list[str], int]:
         )
     out.append(" | ".join(facts))
     if record.compliance is not None and record.eligibility is not None:
-        out += ["", f"**Compliance:** `{record.compliance.value}` | "
-                    f"**Eligibility:** `{record.eligibility.status.value}`"]
+        axes = f"**Compliance:** `{record.compliance.value}` | **Eligibility:** `{record.eligibility.status.value}`"
+        out += ["", axes]
         out += [f"- {text(r)}" for r in record.eligibility.reasons]
     if record.error:
         out += ["", f"> **Audit error:** {text(record.error)}"]
