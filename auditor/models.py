@@ -50,7 +50,8 @@ class Verdict(str, Enum):
 
 
 class EligibilityStatus(str, Enum):
-    """Record eligibility (LIMIT, CLAIM, SIG): a separate axis from compliance (C1-C4, HYGIENE).
+    """Record eligibility (LIMIT, CLAIM, SIG, paperwork HYG001-HYG004): a separate axis from
+    compliance (C1-C4 and eval hygiene); `auditor.verdict.axis` says which finding goes where.
 
     Not beating the previous record is a fact about the leaderboard, not a rule violation."""
 
@@ -149,8 +150,8 @@ class RecordAudit(BaseModel):
     name: str
     track: str | None = None
     verdict: Verdict  # overall: see auditor/verdict.py
-    compliance: Verdict | None = None  # C1-C4 and HYGIENE findings alone
-    eligibility: Eligibility | None = None  # LIMIT, CLAIM and SIG findings alone
+    compliance: Verdict | None = None  # compliance-axis findings alone (C1-C4, eval hygiene)
+    eligibility: Eligibility | None = None  # eligibility-axis findings (LIMIT, CLAIM, SIG, paperwork)
     findings: list[Finding] = Field(default_factory=list)
     runs: list[SeedRun] = Field(default_factory=list)
     claimed: dict[str, Any] = Field(default_factory=dict)  # normalized submission.json values

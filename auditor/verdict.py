@@ -26,7 +26,6 @@ from auditor.models import (
 )
 
 COMPLIANCE_CONDITIONS = frozenset({Condition.C1, Condition.C2, Condition.C3, Condition.C4, Condition.HYGIENE})
-ELIGIBILITY_CONDITIONS = frozenset({Condition.LIMIT, Condition.CLAIM, Condition.SIG})
 # HYGIENE rules about the submission's paperwork, not its evaluation (required files, PR scope, a
 # readable submission.json and logs): they decide eligibility. Eval hygiene (network, undecodable
 # or self-modifying wrappers, unsafe paths, code the audit could not read) stays on compliance.

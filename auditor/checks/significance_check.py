@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from auditor import significance
+from auditor import intake, significance
 from auditor.context import RecordContext
 from auditor.errors import InputError
 from auditor.models import Finding, Severity
@@ -17,9 +17,8 @@ def check(ctx: RecordContext) -> list[Finding]:
     runs = [log.to_seed_run() for log in ctx.unique_logs if log.reported is not None]
     if not runs:
         return []
-    claimed_track = ctx.submission.track if ctx.submission is not None else None
-    if ctx.record.track is None and significance.is_non_record_track(claimed_track):
-        return []  # outside a records tree, the JSON's own track says whether a record is claimed
+    if intake.is_non_record(ctx.record, ctx.submission):
+        return []  # no record bar (outside a records tree, the JSON's own track says so)
     baseline = resolve_baseline(ctx.options.baseline) if ctx.options.baseline else None
     claimed = ctx.submission.summary() if ctx.submission is not None else None
     result = significance.significance_for_record(

@@ -560,10 +560,7 @@ class Interpreter:
             self._mutate(act, target.value, combine([v, idx.without(FINE)]) if idx.has_any((VAL, TGT)) else v)
         elif isinstance(target, ast.Name):
             old = self.load_name(act, target.id)
-            result = self._op_result(act, s, old, v, s.op)
-            # ``stats = zeros(3); stats += stack([...])``: nothing to merge, so the stack's elements stay apart
-            carries = old.labels or old.objs or old.items is not None
-            new = join(old, result) if carries else result
+            new = join(old, self._op_result(act, s, old, v, s.op))
             new = new.stepped(Step(act.func.file.idx, s.lineno, "via"))
             if target.id in act.params and target.id not in act.rebound:
                 act.env[target.id] = new  # an in-place update of a parameter (tensor +=)
