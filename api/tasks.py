@@ -47,6 +47,26 @@ def _on_alarm(signum, frame):
     raise AuditTimeout()
 
 
+def _memory_limit_reached() -> int | None:
+    """The address-space limit in MB when this process's peak virtual size came within 10 % of it.
+
+    Under RLIMIT_AS an allocation can fail anywhere, in C code as well, so the exception that
+    surfaces is not always MemoryError (a half-imported module, a failed frame allocation...):
+    the peak size is the evidence that the limit, not pgolf, ended the audit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmPeak:"):
+            peak = int(line.split()[1]) * 1024
+            return soft // (1024 * 1024) if peak >= 0.9 * soft else None
+    return None
+
+
 def _failure(message: str, exit_code: int = 4) -> dict[str, Any]:
     return {"ok": False, "error": message, "exit_code": exit_code}
 
@@ -95,6 +115,10 @@ def run_static(spec: dict[str, Any]) -> dict[str, Any]:
     except MemoryError:
         return _failure("the audit ran out of memory (limit per worker process reached)", 5)
     except Exception as exc:  # noqa: BLE001 - a bug in pgolf: keep the job's message useful
+        limit_mb = _memory_limit_reached()
+        if limit_mb is not None:
+            return _failure(f"the audit ran out of memory (limit {limit_mb} MB per worker process "
+                            f"reached; it surfaced as {type(exc).__name__}: {exc})", 5)
         return _failure(f"internal error: {type(exc).__name__}: {exc}", 5)
     finally:
         signal.alarm(0)

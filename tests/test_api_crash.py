@@ -119,3 +119,28 @@ def test_a_worker_that_runs_out_of_memory_fails_the_job_not_the_server(tmp_path)
         # stopped by the time limit), the reason is recorded and the server keeps serving.
         assert any(s in body["error"].lower() for s in ("memory", "took longer")), body["error"]
         assert c.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_failure_at_the_memory_limit_is_reported_as_memory_whatever_exception_surfaced():
+    # Under RLIMIT_AS a failed allocation can surface as any exception (CI once saw a TypeError):
+    # the process's peak virtual size is what tells the limit apart from a bug in pgolf.
+    import subprocess
+    import sys
+
+    probe = (
+        "import resource\n"
+        "from api.tasks import _memory_limit_reached\n"
+        "assert _memory_limit_reached() is None\n"
+        "vm = int([l for l in open('/proc/self/status') if l.startswith('VmSize:')][0].split()[1])*1024\n"
+        "lim = vm + 64 * 2**20\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (lim, lim))\n"
+        "assert _memory_limit_reached() is None\n"
+        "try:\n"
+        "    blocks = [bytearray(2**20) for _ in range(1000)]\n"
+        "except MemoryError:\n"
+        "    pass\n"
+        "print(_memory_limit_reached())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) > 0
