@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Self
 
@@ -99,6 +100,7 @@ class RecordFolder:
     unreadable: str | None = None  # the folder itself could not be listed
     is_symlink: bool = False  # the folder itself is a symlink (never followed)
     symlink_escapes: bool = False
+    opened: str | None = None  # ISO timestamp of the PR's first commit (git intake with a base)
 
     def _usable(self, kind: str, *, top_level_only: bool = False) -> list[FileEntry]:
         return [f for f in self.files if f.kind == kind and f.usable and (f.top_level or not top_level_only)]
@@ -1128,6 +1130,34 @@ def _fetch(git: _Git, url: str, ref: str, local: str, depth: int, max_fetch_byte
     return os.fsdecode(sha.stdout).strip()
 
 
+def _local_git_dir(repo: str) -> Path | None:
+    local = Path(repo).expanduser()
+    if not local.exists():
+        return None
+    return local / ".git" if (local / ".git").exists() else local
+
+
+def _local_merge_base(repo: str, commit: str, base: str, timeout_s: float) -> tuple[str, str] | None:
+    """(base tip, merge base of ``commit`` and ``base``) computed in a local source repository."""
+    git_dir = _local_git_dir(repo)
+    if git_dir is None:
+        return None
+    out = []
+    for args in (["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], ["merge-base", commit, base]):
+        try:
+            res = subprocess.run(
+                [shutil.which("git") or "git", "--git-dir", str(git_dir), *args],
+                capture_output=True, check=False, timeout=timeout_s, env=_git_env(), stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        sha = os.fsdecode(res.stdout).strip()
+        if res.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}", sha):
+            return None
+        out.append(sha)
+    return out[0], out[1]
+
+
 def _expand_short_sha(repo: str, ref: str, timeout_s: float) -> str | None:
     """A short SHA cannot be fetched by name; in a local repository it can be resolved first."""
     local = Path(repo).expanduser()
@@ -1237,8 +1267,21 @@ def _checkout(
     co = GitCheckout(repo=repo, ref=ref, base=base, path=tree, commit=commit, tmpdir=tmp, depth_fetched=depth)
 
     if base is not None:
-        co.base_tip = fetch(base, "refs/pgolf/base")
-        co.base_commit, co.merge_base_found = _merge_base(git, url, co, depth, max_history, fetch_limit)
+        try:
+            co.base_tip = fetch(base, "refs/pgolf/base")
+            co.base_commit, co.merge_base_found = _merge_base(git, url, co, depth, max_history, fetch_limit)
+        except InputError as exc:
+            # A server can fail to pack a shallow history it cannot serve (missing objects in a
+            # partial mirror, "git-pack-objects died"). In a local repository the merge base is
+            # computed where the history is, and only that one commit is fetched.
+            local = _local_merge_base(repo, commit, base, timeout_s)
+            if local is None or "not found" in str(exc):
+                raise
+            co.base_tip, co.base_commit = local
+            _fetch(git, url, co.base_commit, "refs/pgolf/base", 1, fetch_limit)
+            co.merge_base_found = True
+            co.notes.append(f"the history of {base!r} could not be fetched ({exc}); its merge base "
+                            f"{co.base_commit[:12]} was computed in the source repository")
 
     # Size bound before anything is written to disk: sum the blob sizes of the tree at ref.
     listing = git.ok("ls-tree", "-r", "-l", "-z", "--full-tree", commit)
@@ -1277,6 +1320,14 @@ def _checkout(
     # The repository root is never the folder a PR adds (it exists at the base by definition).
     co.records = [r for r in found if r.rel not in at_base and r.root.resolve() != tree.resolve()]
     co.added_records = sorted(set(co.added_records) | {r.rel for r in co.records})
+    if co.merge_base_found:
+        # The PR's first commit dates the submission: the frontier it had to beat is the one merged
+        # before it (author dates survive rebases, so this is never later than the PR's opening).
+        res = git.run("log", "--format=%aI", f"{co.base_commit}..{co.commit}")
+        stamps = os.fsdecode(res.stdout).split() if res.returncode == 0 else []
+        dates = sorted(stamps, key=lambda t: datetime.fromisoformat(t).astimezone(UTC))
+        for rec in co.records:
+            rec.opened = dates[0] if dates else None
     return co
 
 

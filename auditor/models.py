@@ -128,18 +128,24 @@ class SignificanceRow(BaseModel):
     mean_candidate: float
     mean_baseline: float
     delta: float  # baseline - candidate (positive = improvement)
-    margin: float
+    margin: float  # in this row's unit (0.005 nats/token converted at the baseline's bytes/token)
     t_stat: float | None = None
     p_value: float | None = None
     df: float | None = None  # Welch-Satterthwaite (or n-1 for a one-sample test)
     z_p_value: float | None = None  # normal approximation with the same standard error
     alpha: float
     significant: bool
+    decisive: bool = False  # the row its policy is decided on (see significance.decisive_row)
     note: str | None = None
 
 
 class Significance(BaseModel):
     baseline: str | None = None
+    baseline_reason: str | None = None  # why this baseline (given, or the frontier when submitted)
+    candidate_date: str | None = None  # the date the baseline and the policies were chosen by
+    candidate_date_source: str | None = None  # "git" (first commit of the PR) | "submission.json" | "folder name"
+    policies: list[str] = Field(default_factory=list)  # the policies in effect for this record
+    notes: list[str] = Field(default_factory=list)  # e.g. a policy not applied because of its date
     rows: list[SignificanceRow] = Field(default_factory=list)
     z_test_p: float | None = None
     quoted_p: float | None = None

@@ -2,13 +2,20 @@
 
 Two policies are checked side by side because the written rule and the maintainers' practice differ:
 
-* ``readme``   — the README rule: beat the baseline by more than 0.005 nats at p < 0.01
+* ``readme``   — the README rule: beat the baseline by more than 0.005 nats per token at p < 0.01
                  (H0: improvement <= 0.005; the baseline is shifted by the margin).
-* ``frontier`` — what maintainers applied from PR #1902 on: beat the previous frontier row at
-                 p < 0.25, no margin, independent reproduction runs pooled with the candidate's.
+* ``frontier`` — what maintainers applied from PR #1902 (2026-04-28) on: beat the previous frontier
+                 row at p < 0.25, no margin, independent reproduction runs pooled with the
+                 candidate's. It applies to records submitted from that date only.
 
 Each policy is tested in two units, nats/token (``val_loss``) and nats/byte (``val_bpb * ln 2``):
-submitters used both, and nats/token is not comparable across tokenizers. The test is SciPy's
+submitters used both, and nats/token is not comparable across tokenizers. The README margin is
+0.005 nats *per token*; on the nats/byte row it is converted at the baseline's bytes per token
+(val_loss / (val_bpb ln 2)), so both rows test the same improvement.
+
+The default baseline is the frontier when the candidate was submitted: the best record *merged*
+before the candidate's date (rules/leaderboard.json carries merge dates), never a row merged later
+or one that was never merged. The test is SciPy's
 one-sided Welch t-test; the z-test p (normal approximation with the same standard error) is
 reported too because it is what a "p < ..." computed by hand with n = 3 usually is, and it is far
 more optimistic than the t-test at 2-4 degrees of freedom.
@@ -23,7 +30,8 @@ import math
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -52,11 +60,12 @@ RATIO_TOLERANCE = 0.01
 @dataclass(frozen=True)
 class Policy:
     name: str
-    margin: float  # in the unit of the row
+    margin: float  # nats per token; converted per row by row_margin()
     alpha: float
     pool_extra_runs: bool
     rule_id: str
     description: str
+    since: str | None = None  # first submission date the policy applies to (None: always)
 
 
 README_POLICY = Policy(
@@ -65,7 +74,7 @@ README_POLICY = Policy(
     0.01,
     False,
     "SIG001",
-    "README rule: improvement > 0.005 nats at p < 0.01 (one-sided Welch, baseline shifted by the margin)",
+    "README rule: improvement > 0.005 nats/token at p < 0.01 (one-sided Welch, baseline shifted by the margin)",
 )
 FRONTIER_POLICY = Policy(
     "frontier",
@@ -75,8 +84,33 @@ FRONTIER_POLICY = Policy(
     "SIG002",
     "maintainers' frontier practice (PR #1902): beat the previous frontier row at p < 0.25, no margin, "
     "reproduction runs pooled",
+    since="2026-04-28",
 )
 POLICIES = (README_POLICY, FRONTIER_POLICY)
+POLICY_CHOICES = {"both": POLICIES, "readme": (README_POLICY,), "frontier": (FRONTIER_POLICY,)}
+
+
+def policies_in_effect(date: str | None, choice: str = "both") -> tuple[tuple[Policy, ...], list[str]]:
+    """The policies that apply to a record submitted on ``date`` (of those ``choice`` selects), and
+    a note for each one left out because of its date. Without a date every selected policy applies."""
+    applied, notes = [], []
+    for policy in POLICY_CHOICES[choice]:
+        if policy.since and date and date < policy.since:
+            notes.append(
+                f"the {policy.name} policy applies to records submitted from {policy.since}; "
+                f"this one is dated {date}"
+            )
+            continue
+        applied.append(policy)
+    return tuple(applied), notes
+
+
+def row_margin(policy: Policy, unit: str, bytes_per_token: float | None) -> float | None:
+    """The policy's margin in ``unit``: nats/token as written, nats/byte at ``bytes_per_token``
+    (None when the margin cannot be converted: no run with both val_loss and val_bpb)."""
+    if unit == NATS_TOKEN or policy.margin == 0.0:
+        return policy.margin
+    return policy.margin / bytes_per_token if bytes_per_token else None
 
 
 @dataclass(frozen=True)
@@ -91,16 +125,19 @@ class Baseline:
     folder: str | None = None
     tokenizer: str | None = None
     score: float | None = None  # the leaderboard's rounded score, for display
+    merged: str | None = None  # when it became a record (merge date on main)
+    reason: str | None = None  # why it is the baseline
 
 
 @dataclass(frozen=True)
 class QuotedP:
-    """A p-value the submitter wrote down (``bound`` for "p < value")."""
+    """A p-value the submitter wrote down (``bound`` for "p < value"), with the z they quote."""
 
     value: float
     bound: bool
     location: Location
     text: str
+    z: float | None = None
 
 
 class TestOutcome(NamedTuple):
@@ -233,12 +270,20 @@ def _row(
     bvals, b_dropped = _clean(_unit_values(baseline.runs, unit))
     if len(cvals) == 0 or len(bvals) == 0:
         return None
-    outcome = one_sided_test(cvals, bvals, policy.margin)
+    # The baseline's bytes/token converts the margin (it defines the bar); the candidate's when
+    # the baseline has no run with both metrics.
+    bpt = _bytes_per_token(baseline.runs) or _bytes_per_token(cand)
+    margin = row_margin(policy, unit, bpt)
+    if margin is None:
+        return None  # a nats/byte row whose margin cannot be converted would test another bar
+    outcome = one_sided_test(cvals, bvals, margin)
     delta = float(bvals.mean() - cvals.mean())
     notes = [n for n in (outcome.note, extra_note) if n]
+    if unit == NATS_BYTE and policy.margin:
+        notes.append(f"margin {policy.margin:g} nats/token = {margin:.6f} nats/byte at {bpt:.4f} bytes/token")
     if c_dropped or b_dropped:
         notes.append(f"dropped non-finite or missing scores: {c_dropped} candidate, {b_dropped} baseline")
-    significant = outcome.p_value is not None and outcome.p_value < policy.alpha and delta > policy.margin
+    significant = outcome.p_value is not None and outcome.p_value < policy.alpha and delta > margin
     return SignificanceRow(
         policy=policy.name,
         baseline=baseline.name,
@@ -248,7 +293,7 @@ def _row(
         mean_candidate=float(cvals.mean()),
         mean_baseline=float(bvals.mean()),
         delta=delta,
-        margin=policy.margin,
+        margin=margin,
         t_stat=outcome.t_stat,
         p_value=outcome.p_value,
         df=outcome.df,
@@ -290,8 +335,12 @@ def assess(
     quoted_p: QuotedP | None = None,
     claim_location: Location | None = None,
     candidate_tokenizer: str | None = None,
+    policies: Sequence[Policy] = POLICIES,
+    candidate_date: str | None = None,
+    candidate_date_source: str | None = None,
+    notes: Sequence[str] = (),
 ) -> SignificanceResult:
-    """Significance rows for both policies and units, plus SIG001-SIG004 findings.
+    """Significance rows for the ``policies`` in effect and both units, plus SIG001-SIG004 findings.
 
     ``extra_runs`` are independent reproduction runs of the candidate; only the frontier policy
     pools them (as the maintainers did for PR #1855).
@@ -300,7 +349,7 @@ def assess(
     pooled = own + [r for r in extra_runs if not r.duplicate_of]
     comparable, why_not = tokenizers_comparable(own or pooled, baseline, candidate_tokenizer)
     rows: list[SignificanceRow] = []
-    for policy in POLICIES:
+    for policy in policies:
         cand = pooled if policy.pool_extra_runs else own
         for unit in UNITS:
             note = None
@@ -312,9 +361,17 @@ def assess(
             if row is not None:
                 rows.append(row)
 
+    for policy in policies:
+        if (chosen := decisive_row(rows, policy.name, comparable)) is not None:
+            rows[rows.index(chosen)] = chosen = chosen.model_copy(update={"decisive": True})
     readme = decisive_row(rows, README_POLICY.name, comparable)
     sig = Significance(
         baseline=baseline.name,
+        baseline_reason=baseline.reason,
+        candidate_date=candidate_date,
+        candidate_date_source=candidate_date_source,
+        policies=[p.name for p in policies],
+        notes=list(notes),
         rows=rows,
         z_test_p=readme.z_p_value if readme else None,
         quoted_p=quoted_p.value if quoted_p else None,
@@ -336,7 +393,7 @@ def assess(
             )
         )
 
-    for policy in POLICIES:
+    for policy in policies:
         row = decisive_row(rows, policy.name, comparable)
         if row is None or row.significant:
             continue
@@ -371,7 +428,7 @@ def assess(
             )
         )
 
-    for policy in POLICIES:
+    for policy in policies:
         row = decisive_row(rows, policy.name, comparable)
         if row is None or row.p_value is None or row.z_p_value is None:
             continue
@@ -396,28 +453,79 @@ def assess(
             )
 
     if quoted_p is not None:
-        # Submitters quote t-test p-values (rules.md §4); the z-test has its own check above.
-        recomputed = [r.p_value for r in rows if r.p_value is not None]
-        if recomputed and not quoted_p_agrees(quoted_p, recomputed):
-            shown = ", ".join(f"{r.policy}/{r.unit} p={_fmt_p(r.p_value)}" for r in rows)
-            findings.append(
-                finding(
-                    "SIG004",
-                    f"quoted p-value {'< ' if quoted_p.bound else ''}{quoted_p.value:g} is more than "
-                    f"{QUOTED_P_FACTOR:g}x away from every recomputed t-test p-value against {baseline.name} ({shown}); "
-                    f"the submitter may have used another baseline or test",
-                    location=quoted_p.location,
-                    origin="log",
-                    data={
-                        **common,
-                        "quoted_p": quoted_p.value,
-                        "quoted_bound": quoted_p.bound,
-                        "quoted_text": quoted_p.text,
-                        "recomputed": recomputed,
-                    },
-                )
-            )
+        findings += _check_quoted_p(quoted_p, rows, own, baseline, common)
     return SignificanceResult(sig, findings)
+
+
+def submitter_z(candidate: Sequence[SeedRun], baseline: Baseline, unit: str) -> tuple[float, float] | None:
+    """The z-test submitters compute by hand: mean improvement over the combined standard error,
+    each side's SEM = std / sqrt(n), no margin. (z, one-sided normal p), or None without spread."""
+    c, _ = _clean(_unit_values(candidate, unit))
+    b, _ = _clean(_unit_values(baseline.runs, unit))
+    if len(c) == 0 or len(b) == 0 or len(c) + len(b) < 3:
+        return None
+    se = math.sqrt(
+        (c.var(ddof=1) / len(c) if len(c) > 1 else 0.0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0.0)
+    )
+    if not se > 0.0:
+        return None
+    z = float((b.mean() - c.mean()) / se)
+    return z, float(stats.norm.sf(z))
+
+
+def _check_quoted_p(
+    quoted_p: QuotedP,
+    rows: Sequence[SignificanceRow],
+    own: Sequence[SeedRun],
+    baseline: Baseline,
+    common: dict,
+) -> list[Finding]:
+    """SIG004 on the submitter's own p: recompute their test as well as ours, and say which one
+    the quote matches (a z-test at n = 3 overstates significance; a quote matching nothing points
+    to another baseline or test)."""
+    t_ps = [r.p_value for r in rows if r.p_value is not None]
+    if not t_ps:
+        return []
+    theirs = {unit: z for unit in UNITS if (z := submitter_z(own, baseline, unit)) is not None}
+    z_text = ", ".join(f"z={z:.2f}, p={_fmt_p(p)} ({unit})" for unit, (z, p) in theirs.items())
+    quoted_z = f"; the submitter quotes z \u2248 {quoted_p.z:g}" if quoted_p.z is not None else ""
+    data = {
+        **common,
+        "quoted_p": quoted_p.value,
+        "quoted_bound": quoted_p.bound,
+        "quoted_text": quoted_p.text,
+        "quoted_z": quoted_p.z,
+        "recomputed": t_ps,
+        "submitter_z": {u: {"z": z, "p": p} for u, (z, p) in theirs.items()},
+    }
+    if quoted_p_agrees(quoted_p, t_ps):
+        return []
+    shown = ", ".join(f"{r.policy}/{r.unit} p={_fmt_p(r.p_value)}" for r in rows)
+    if theirs and quoted_p_agrees(quoted_p, [p for _z, p in theirs.values()]):
+        return [
+            finding(
+                "SIG004",
+                f"quoted p-value {'< ' if quoted_p.bound else ''}{quoted_p.value:g} is the submitter's z-test "
+                f"against {baseline.name}, recomputed here with their standard error (SEM = std/\u221an per side, "
+                f"no margin): {z_text}{quoted_z}. The Welch t-test the rules use gives {shown}",
+                location=quoted_p.location,
+                origin="log",
+                severity=Severity.INFO,
+                data=data,
+            )
+        ]
+    return [
+        finding(
+            "SIG004",
+            f"quoted p-value {'< ' if quoted_p.bound else ''}{quoted_p.value:g} is more than "
+            f"{QUOTED_P_FACTOR:g}x away from every recomputed p-value against {baseline.name}: Welch t-test "
+            f"{shown}; z-test with the submitter's SEM {z_text or 'n/a'}{quoted_z}; "
+            "the submitter may have used another baseline or test",
+            location=quoted_p.location,
+            origin="log",
+            data=data,
+        )
+    ]
 
 
 def quoted_p_agrees(quoted: QuotedP, recomputed: Sequence[float]) -> bool:
@@ -463,10 +571,23 @@ class LeaderboardRow:
     tokenizer: str | None
     runs: tuple[SeedRun, ...]
     other_runs: tuple[SeedRun, ...]
+    merged: str | None = None  # merge date on main; None: listed but never merged (not a baseline)
+    merged_at: str | None = None  # the merge as an ISO timestamp (orders same-day events)
+    opened_at: str | None = None  # the PR's first commit (author date), ISO timestamp
 
-    def to_baseline(self) -> Baseline:
-        return Baseline(name=self.label, runs=self.runs, source="leaderboard", date=self.date, pr=self.pr,
-                        folder=self.folder, tokenizer=self.tokenizer, score=self.score)
+    def to_baseline(self, reason: str | None = None) -> Baseline:
+        return Baseline(
+            name=self.label,
+            runs=self.runs,
+            source="leaderboard",
+            date=self.date,
+            pr=self.pr,
+            folder=self.folder,
+            tokenizer=self.tokenizer,
+            score=self.score,
+            merged=self.merged,
+            reason=reason,
+        )
 
     @property
     def label(self) -> str:
@@ -511,10 +632,34 @@ def _load_leaderboard(path: str) -> tuple[LeaderboardRow, ...]:
                 tokenizer=item.get("tokenizer"),
                 runs=tuple(_seed_run(folder, s) for s in item.get("seeds", [])),
                 other_runs=tuple(_seed_run(folder, s) for s in item.get("other_runs", [])),
+                # Schema 1 tables had no merge dates: their rows count from their table date.
+                merged=item.get("merged") if "merged" in item else item["date"],
+                merged_at=item.get("merged_at"),
+                opened_at=item.get("opened_at"),
             )
         )
     rows.sort(key=lambda r: (r.date, r.pr or 0))
     return tuple(rows)
+
+
+def _utc(stamp: str | None) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(stamp) if stamp and "T" in stamp else None
+    except ValueError:
+        return None
+    return when.astimezone(UTC) if when and when.tzinfo else None
+
+
+def merged_before(row: LeaderboardRow, date: str, at: str | None = None) -> bool:
+    """Whether ``row`` was a merged record before the candidate's submission: by timestamps when
+    both are known (same-day merges are common), else strictly by date (a same-day merge may have
+    come after the submission, so it does not count)."""
+    if row.merged is None:
+        return False
+    merged_at, when = _utc(row.merged_at), _utc(at)
+    if merged_at and when:
+        return merged_at < when
+    return row.merged < date
 
 
 def leaderboard_baseline(
@@ -523,24 +668,45 @@ def leaderboard_baseline(
     folder: str | None = None,
     pr: int | None = None,
     rows: Sequence[LeaderboardRow] | None = None,
+    date_source: str | None = None,
+    at: str | None = None,
 ) -> Baseline | None:
-    """The frontier row immediately before the candidate: the best-scoring leaderboard row that
-    came earlier (strictly earlier date; on the same date, a lower PR number when both are known).
-    When the candidate is itself a leaderboard row, only the rows before it count."""
+    """The frontier when the candidate was submitted: the best-scoring row *merged* before it (a
+    row merged later, or never, was not yet a record the candidate had to beat). ``at`` is the
+    submission's timestamp when known (git intake). A candidate that is itself a leaderboard row is
+    never its own baseline, and without a date of its own it takes its PR's first commit (or its
+    row's date). The returned baseline says why it was chosen."""
     rows = list(rows if rows is not None else load_leaderboard())
-    own = next(
-        (i for i, r in enumerate(rows) if (folder and r.folder == folder) or (pr and r.pr == pr)), None
-    )
-    if own is not None:
-        earlier = rows[:own]
-    elif date:
-        earlier = [r for r in rows if r.date < date or (r.date == date and pr and r.pr and r.pr < pr)]
-    else:
+    own = next((r for r in rows if (folder and r.folder == folder) or (pr and r.pr == pr)), None)
+    if date is None and own is not None:
+        if own.opened_at:
+            date, at, date_source = own.opened_at[:10], own.opened_at, "its PR's first commit"
+        else:
+            date, date_source = own.date, "its leaderboard row"
+    if date is None:
         return None
-    earlier = [r for r in earlier if r.runs]
+    if at is None and own is not None and own.opened_at and own.opened_at[:10] == date:
+        at = own.opened_at  # the row's own submission time orders same-day merges
+    others = [r for r in rows if r is not own and r.runs]
+    earlier = [r for r in others if merged_before(r, date, at)]
     if not earlier:
         return None
-    return min(earlier, key=lambda r: (r.score, r.date)).to_baseline()
+    best = min(earlier, key=lambda r: (r.score, r.merged))
+    why = (
+        f"the best record merged before {date}"
+        + (f" (date from {date_source})" if date_source else "")
+        + f": merged {best.merged}"
+    )
+    # Rows dated before the candidate but merged after it (or never) are what a date-only rule
+    # would have picked: name them, so the choice can be checked.
+    later = [r for r in others if r.score < best.score and r not in earlier and r.date < date]
+    if later:
+        shown = ", ".join(
+            f"{'PR #' + str(r.pr) if r.pr else r.name} ({'merged ' + r.merged if r.merged else 'never merged'})"
+            for r in sorted(later, key=lambda r: r.score)[:3]
+        )
+        why += f"; better rows dated earlier were not yet merged: {shown}"
+    return best.to_baseline(why)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,21 +714,38 @@ def leaderboard_baseline(
 
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 P_RE = re.compile(
-    r"(?<![\w.])p(?:[\s-]?value)?\s*(?P<op><<|<=|<|=|≈|~|:)\s*`?(?P<num>\d*\.\d+(?:[eE]-?\d+)?|\d+[eE]-\d+)`?"
-    r"(?P<rest>[^\n]{0,24})",
+    r"(?<![\w.])p(?:[\s-]?value)?\s*(?P<op><<|≪|<=|<|=|≈|~|:)\s*`?(?P<num>\d*\.\d+(?:[eE]-?\d+)?|\d+[eE]-\d+)`?"
+    r"(?=(?P<rest>[^\n]{0,24}))",  # a lookahead: a second "p = ..." in the same line is still found
     re.IGNORECASE,
 )
+# "clears p<0.01", "threshold p < 0.01", "significant at p < 0.01": the bar, not a result.
+THRESHOLD_BEFORE_RE = re.compile(
+    r"\b(?:clears?|clearing|threshold|below|under|than|requires?|required|needs?|at|alpha|target|bar|vs\.?)\s*$",
+    re.IGNORECASE,
+)
+THRESHOLD_AFTER_RE = re.compile(r"^\s*(?:threshold|bar|cutoff|level|required)", re.IGNORECASE)
+Z_RE = re.compile(r"(?<![\w.])z\s*(?:=|≈|~|:)\s*(?P<z>-?\d+(?:\.\d+)?)", re.IGNORECASE)
 P_KEY_RE = re.compile(r"^(?:p|p_?value|welch_p|p_value_.*|pvalue_.*)$", re.IGNORECASE)
 
 
 def candidate_date(record_dir: Path | str, claimed: dict | None = None) -> str | None:
     """submission.json ``date`` (YYYY-MM-DD prefix) or the folder name's date prefix."""
+    return dated(record_dir, claimed)[0]
+
+
+def dated(
+    record_dir: Path | str, claimed: dict | None = None, opened: str | None = None
+) -> tuple[str | None, str | None]:
+    """(date, where it came from): the PR's first commit (``opened``, from git intake) when known,
+    else submission.json ``date``, else the folder name's date prefix."""
+    if opened and DATE_RE.match(opened):
+        return opened[:10], "the PR's first commit"  # ISO timestamp from git; the day is shown
     for key in ("date_iso", "date"):
         value = (claimed or {}).get(key)
         if isinstance(value, str) and (m := DATE_RE.match(value.strip())):
-            return m.group(1)
+            return m.group(1), f"submission.json {key}"
     m = DATE_RE.match(Path(record_dir).name)
-    return m.group(1) if m else None
+    return (m.group(1), "the folder name") if m else (None, None)
 
 
 def _submission_file(record_dir: Path) -> Path | None:
@@ -628,6 +811,10 @@ def find_quoted_p(record_dir: Path | str) -> QuotedP | None:
     for i, line in enumerate(_read_lines(record_dir / "README.md"), 1):
         for m in P_RE.finditer(line):
             op, number, rest = m.group("op"), m.group("num"), m.group("rest")
+            if op in ("<", "<=") and (
+                THRESHOLD_BEFORE_RE.search(line[: m.start()]) or THRESHOLD_AFTER_RE.match(rest)
+            ):
+                continue  # the significance bar the submitter compares with, not their p
             # "p-value < 1.195: 0.0023" states the hypothesis, then the p-value.
             if (after := re.match(r"\s*:\s*`?(\d*\.\d+(?:[eE]-?\d+)?)", rest)) and float(number) > 1:
                 op, number = "=", after.group(1)
@@ -635,7 +822,14 @@ def find_quoted_p(record_dir: Path | str) -> QuotedP | None:
             if not 0.0 < value <= 1.0:
                 continue
             loc = Location(file="README.md", line=i, snippet=line.strip()[:300], role="quoted p")
-            return QuotedP(value, op in ("<", "<<", "<="), loc, m.group(0).strip())
+            z = Z_RE.search(line)
+            return QuotedP(
+                value,
+                op in ("<", "<<", "≪", "<="),
+                loc,
+                m.group(0).strip(),
+                float(z.group("z")) if z else None,
+            )
     return None
 
 
@@ -653,18 +847,28 @@ def significance_for_record(
     pr: int | None = None,
     candidate_tokenizer: str | None = None,
     leaderboard: Sequence[LeaderboardRow] | None = None,
+    opened: str | None = None,
+    policy: str = "both",
 ) -> SignificanceResult | None:
     """Significance of one record folder, or None when it does not apply (non-record track, or no
-    earlier leaderboard row to compare with and no ``baseline`` given)."""
+    earlier merged record to compare with and no ``baseline`` given). ``opened`` is the PR's first
+    commit date when the record came through git intake; ``policy`` selects the policies (both,
+    readme, frontier), each applied only from its own date."""
     if is_non_record_track(track):
         return None
     record_dir = Path(record_dir)
+    date, source = dated(record_dir, claimed, opened)
     if baseline is None:
         baseline = leaderboard_baseline(
-            candidate_date(record_dir, claimed), folder=record_dir.name, pr=pr, rows=leaderboard
+            date, folder=record_dir.name, pr=pr, rows=leaderboard, date_source=source, at=opened
         )
         if baseline is None:
             return None
+    elif baseline.reason is None:
+        baseline = replace(baseline, reason="given with --baseline")
+    policies, notes = policies_in_effect(date, policy)
+    if date is None:
+        notes.append("no submission date found: every selected policy applied")
     return assess(
         runs,
         baseline,
@@ -672,4 +876,8 @@ def significance_for_record(
         quoted_p=find_quoted_p(record_dir),
         claim_location=claim_location(record_dir),
         candidate_tokenizer=candidate_tokenizer,
+        policies=policies,
+        candidate_date=date,
+        candidate_date_source=source,
+        notes=notes,
     )

@@ -63,6 +63,9 @@ def compliance(findings: Iterable[Finding], *, error: str | None = None) -> Verd
     return decide([f for f in findings if axis(f) == "compliance"], error=error)
 
 
+_POLICY_NAMES = {"readme": "README rule", "frontier": "maintainers' frontier policy"}
+
+
 def eligibility(
     findings: Iterable[Finding], significance: Significance | None, *, non_record_track: bool
 ) -> Eligibility:
@@ -90,19 +93,24 @@ def eligibility(
             + sig_notes
             + [_reason(f) for f in unchecked],
         )
-    failing = [r for r in rows if not r.significant]
+    # Each policy is decided on one row (its unit); the other unit is shown, never decisive.
+    decisive = [r for r in rows if r.decisive] or rows
+    failing = [r for r in decisive if not r.significant]
     if failing:
         reasons = [
-            f"not significant under the {r.policy} policy against {r.baseline} ({r.unit}: "
-            f"delta {r.delta:.5f}, margin {r.margin:.5f}, p={_p(r.p_value)}, alpha {r.alpha})"
+            f"not a new record under the {_POLICY_NAMES.get(r.policy, r.policy + ' policy')} against "
+            f"{r.baseline} ({r.unit}: improvement {r.delta:.5f}, margin {r.margin:.5f}, "
+            f"p={_p(r.p_value)}, alpha {r.alpha})"
             for r in failing
         ]
+        reasons += [n for n in significance.notes]
         return Eligibility(status=EligibilityStatus.NOT_A_NEW_RECORD, reasons=reasons)
     if unchecked:
         return Eligibility(status=EligibilityStatus.UNDETERMINED, reasons=[_reason(f) for f in unchecked])
     return Eligibility(
         status=EligibilityStatus.RECORD_ELIGIBLE,
-        reasons=[f"significant under every policy in effect against {rows[0].baseline}"],
+        reasons=[f"significant under every policy in effect ({', '.join(significance.policies) or 'none'}) "
+                 f"against {rows[0].baseline}"] + list(significance.notes),
     )
 
 

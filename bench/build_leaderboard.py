@@ -264,6 +264,12 @@ def _json_seed_scores(sub: dict) -> dict[int, dict]:
     return out
 
 
+def _half_ulp(score: float) -> float:
+    """Half a unit in the last printed decimal of a table score (1.206 -> 5e-4, 1.0611 -> 5e-5)."""
+    decimals = len(repr(float(score)).split(".")[1])
+    return 0.5 * 10.0**-decimals + 5e-5 + 1e-9  # plus slack for a score rounded twice
+
+
 def _close(a: float | None, b: object, tol: float = 6e-5) -> bool:
     return a is not None and isinstance(b, (int, float)) and abs(a - float(b)) <= tol
 
@@ -293,6 +299,10 @@ def folder_runs(src: FolderSource) -> tuple[list[LogRun], list[LogRun], dict]:
     others: list[LogRun] = []
     for seed, runs in sorted(by_seed.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
         claimed = json_seeds.get(seed, {}) if seed is not None else {}
+        if not json_seeds and isinstance(sub.get("val_bpb"), (int, float)):
+            # No per-seed block: the JSON's one score picks the reported line of the run it quotes
+            # (a log that also prints another eval's final line after it, e.g. PR #86).
+            claimed = {"val_bpb": sub["val_bpb"]}
         match = []
         for r in runs:
             # The JSON's per-seed value picks the reported line when a log has several (04-04 seed 42
@@ -310,7 +320,24 @@ def folder_runs(src: FolderSource) -> tuple[list[LogRun], list[LogRun], dict]:
     if any(r.seed is not None for r in reported):
         others.extend(r for r in reported if r.seed is None)
         reported = [r for r in reported if r.seed is not None]
+    reported, others = _quoted_single_run(reported, others, sub, json_seeds)
     return reported, others, sub
+
+
+def _quoted_single_run(
+    reported: list[LogRun], others: list[LogRun], sub: dict, json_seeds: dict
+) -> tuple[list[LogRun], list[LogRun]]:
+    """Early records ship several logs but quote one run: submission.json has a single val_bpb, no
+    per-seed block, and it is exactly one log's score, not the mean. That run alone is the record;
+    averaging every shipped log would compare against numbers nobody claimed."""
+    claimed = sub.get("val_bpb")
+    if json_seeds or len(reported) < 2 or not isinstance(claimed, (int, float)):
+        return reported, others
+    mean = sum(r.val_bpb for r in reported) / len(reported)
+    hits = [r for r in reported if _close(r.val_bpb, claimed, 5e-6)]
+    if len(hits) != 1 or _close(mean, claimed, 5e-6):
+        return reported, others
+    return hits, others + [r for r in reported if r is not hits[0]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,17 +383,27 @@ def parse_record_table(readme: str, source: str) -> list[TableRow]:
         except ValueError:
             continue
         links = [lm.group("url") for lm in LINK_RE.finditer(cells[5])]
-        prs = [int(n) for n in re.findall(r"^On PR #(\d+)", cells[3])]
-        prs += [int(n) for url in links for n in re.findall(r"/pull/(\d+)", url)]
+        # The row's own PR is in its links; "On PR #N" in the summary names the base it built on.
+        prs = [int(n) for url in links for n in re.findall(r"/pull/(\d+)", url)]
+        prs += [int(n) for n in re.findall(r"^On PR #(\d+)", cells[3])]
         rows.append(
             TableRow(cells[0], score, cells[2], cells[3], cells[4], links, source, list(dict.fromkeys(prs)))
         )
     return rows
 
 
-def folder_prs_from_mirror(mirror: Path) -> dict[str, int]:
-    """Record folder -> the PR whose merge brought it to main (first-parent history)."""
-    out: dict[str, int] = {}
+@dataclass(frozen=True)
+class Merge:
+    pr: int | None  # None for folders that came with the repository (the launch snapshot)
+    date: str  # the merge commit's committer date on main (YYYY-MM-DD)
+    commit: str
+    at: str = ""  # the same, as an ISO-8601 timestamp (same-day order)
+
+
+def folder_merges_from_mirror(mirror: Path) -> dict[str, Merge]:
+    """Record folder -> the merge that brought it to main (first-parent history): its own PR number
+    and the date it became a record others had to beat."""
+    out: dict[str, Merge] = {}
     log = git(
         mirror,
         "log",
@@ -374,21 +411,52 @@ def folder_prs_from_mirror(mirror: Path) -> dict[str, int]:
         "main",
         "--diff-filter=A",
         "--name-only",
-        "--format=@@%s",
+        "--format=@@%H %cs %cI %s",
         "--",
         RECORD_TRACK,
     )
-    subject = ""
+    head: tuple[str, str, str] | None = None
     for line in log.splitlines():
         if line.startswith("@@"):
-            subject = line[2:]
+            commit, date, at, subject = line[2:].split(" ", 3)
+            head = (commit, date, subject, at)
             continue
         parts = line.split("/")
-        if len(parts) >= 3 and line.startswith(RECORD_TRACK + "/"):
-            m = re.search(r"(?:pull request |PR )#(\d+)|\(#(\d+)\)\s*$", subject)
-            if m:
-                out.setdefault(parts[2], int(m.group(1) or m.group(2)))
+        if head and len(parts) >= 3 and line.startswith(RECORD_TRACK + "/"):
+            m = re.search(r"(?:pull request |PR )#(\d+)|\(#(\d+)\)\s*$", head[2])
+            # Log order is newest first: overwrite to keep the oldest commit that added the folder.
+            out[parts[2]] = Merge(int(m.group(1) or m.group(2)) if m else None, head[1], head[0], head[3])
     return out
+
+
+def row_listed_on_main(mirror: Path, name: str) -> Merge | None:
+    """The first commit on main whose README table lists ``name``: a row whose folder never reached
+    main (read from its PR head) was accepted then."""
+    log = git(mirror, "log", "--first-parent", "main", "--format=%H %cs %cI", "-S", f"| {name} |", "--",
+              "README.md")
+    lines = [line.split() for line in log.splitlines() if line.strip()]
+    return Merge(None, lines[-1][1], lines[-1][0], lines[-1][2]) if lines else None
+
+
+def pr_opened_at(mirror: Path, pr: int, merge: Merge | None = None) -> str | None:
+    """When PR ``pr`` was first committed: the earliest author date of its own commits (those not
+    on main before it was merged). Author dates survive rebases, so this never comes after the
+    PR's opening."""
+    head = f"refs/pull/{pr}/head"
+    try:
+        # A merged head is on main: its own commits are those the merge's first parent lacked.
+        base = f"{merge.commit}^1" if merge else git(mirror, "merge-base", "main", head).strip()
+        log = git(mirror, "log", "--format=%aI", f"{base}..{head}")
+    except subprocess.CalledProcessError:
+        return None
+    stamps = sorted(log.split(), key=_utc)
+    return stamps[0] if stamps else None
+
+
+def _utc(stamp: str) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(stamp).astimezone(UTC).isoformat()
 
 
 def added_folders(mirror: Path, ref: str) -> list[str]:
@@ -408,6 +476,7 @@ def row_record(
     score: float,
     name: str,
     source: str,
+    merge: Merge | None = None,
 ) -> dict:
     reported, others, sub = folder_runs(src) if src else ([], [], {})
     seeds = [
@@ -446,8 +515,14 @@ def row_record(
         "folder_source": src.origin if src else None,
         "pr": pr,
         "date": date,
+        "merged": merge.date if merge else None,
+        "merged_at": merge.at or None if merge else None,
+        "merge_commit": merge.commit if merge else None,
         "score": score,
         "val_bpb_mean": round(sum(bpbs) / len(bpbs), 8) if bpbs else None,
+        # The table's score is rounded to 4 decimals; a larger gap means the shipped logs do not
+        # contain the run the row quotes (PR #86's log ends at 1.1666 for a 1.1502 row).
+        "score_matches_logs": abs(sum(bpbs) / len(bpbs) - score) <= _half_ulp(score) if bpbs else None,
         "tokenizer": tokenizers[0]
         if len(tokenizers) == 1
         else ("mixed:" + ",".join(tokenizers) if tokenizers else None),
@@ -467,7 +542,8 @@ def build(corpus: Path, mirror: Path | None, readmes: list[Path]) -> dict:
     if not track.is_dir():
         raise SystemExit(f"corpus not found: {track}")
     corpus_folders = {p.name: p for p in sorted(track.iterdir()) if p.is_dir()}
-    folder_pr = folder_prs_from_mirror(mirror) if mirror else {}
+    merges = folder_merges_from_mirror(mirror) if mirror else {}
+    folder_pr = {folder: m.pr for folder, m in merges.items()}
     pr_folder = {pr: folder for folder, pr in folder_pr.items()}
 
     tables: list[TableRow] = []
@@ -538,7 +614,14 @@ def build(corpus: Path, mirror: Path | None, readmes: list[Path]) -> dict:
 
         if candidates:
             src = max(candidates, key=quality)
-        rows.append(row_record(row, src, pr, row.date, row.score, row.name, row.source))
+        merge = merges.get(src.name) if src and src.origin.startswith("corpus:") else None
+        if merge and merge.pr:
+            pr = merge.pr  # the merge commit names the folder's own PR
+        if merge is None and mirror and row.source == "main:README.md":
+            merge = row_listed_on_main(mirror, row.name)
+        rec = row_record(row, src, pr, row.date, row.score, row.name, row.source, merge)
+        rec["opened_at"] = pr_opened_at(mirror, pr, merge if merge and merge.pr == pr else None) if mirror and pr else None
+        rows.append(rec)
 
     if not tables:
         # Corpus-only fallback: the chronological running best of the record folders.
@@ -556,11 +639,12 @@ def build(corpus: Path, mirror: Path | None, readmes: list[Path]) -> dict:
                 continue
             best = score
             name = str(sub.get("name") or src.name)
-            rows.append(row_record(None, src, pr or None, date, score, name, "corpus-derived"))
+            rows.append(row_record(None, src, pr or None, date, score, name, "corpus-derived",
+                                   merges.get(src.name)))
 
     rows.sort(key=lambda r: (r["date"], r["pr"] or 0, -r["score"]))
     return {
-        "schema": 1,
+        "schema": 2,
         "description": (
             "Record-track leaderboard of openai/parameter-golf with per-seed final scores read from the "
             "record logs (val_loss in nats/token, val_bpb). Built by bench/build_leaderboard.py; "
@@ -568,7 +652,14 @@ def build(corpus: Path, mirror: Path | None, readmes: list[Path]) -> dict:
         ),
         "fields": {
             "name, author, date, score": "the leaderboard table's row (date and rounded score as shown there)",
-            "pr": "the row's pull request (table summary 'On PR #N', its link, or the merge commit of the folder)",
+            "pr": "the row's own pull request: the merge commit that brought its folder to main, else the "
+            "table row's link (never the 'On PR #N' base it built on)",
+            "merged, merge_commit": "when (committer date on main) and by which commit the folder was merged; "
+            "null for rows listed on a leaderboard branch but never merged (not a baseline until merged); "
+            "merged_at is the same as a timestamp",
+            "score_matches_logs": "whether the seeds' mean rounds to the table's score (false: the logs "
+            "do not back the row's number; the seeds are still what the logs say)",
+            "opened_at": "the earliest author date of the row's own PR commits (when it was submitted)",
             "folder, folder_source": "the record folder the per-seed scores were read from, and where it was read",
             "tokenizer": "sp1024 | sp4096 | sp8192 | caseops, from the logs (tokenizer path, vocab size, CaseOps flag)",
             "evidence": "logs | submission.json (per-seed values only in the JSON) | none",

@@ -420,7 +420,7 @@ def test_markdown_has_the_key_elements():
     for policy in ("readme", "frontier"):
         for unit in ("nats/token", "nats/byte"):
             assert f"| {policy} | {unit} |" in out
-    assert "Significance vs PR #1514" in out
+    assert "Significance vs PR #1493" in out
 
 
 def test_markdown_escapes_untrusted_text():
@@ -458,7 +458,7 @@ def test_text_report_content():
     assert "train_gpt.py:321 (line in the decoded payload of train_gpt.py: lzma(raw)+b85)" in out
     assert "source: train_gpt.py:300" in out
     assert "Errors (2)" in out and "Warnings" in out and "Info (2)" in out
-    assert "Significance vs PR #1514" in out and "frontier" in out and "nats/byte" in out
+    assert "Significance vs PR #1493" in out and "frontier" in out and "nats/byte" in out
     assert "<script>alert(1)</script>" in out  # rich markup in messages is not interpreted
     assert "more characters" in out  # the huge message is clipped
     assert "audit error: log unreadable" in out

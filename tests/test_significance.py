@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 
 import pytest
-from scipy import special
+from scipy import special, stats
 
 import rules
-from auditor.models import Confidence, SeedRun, Severity
+from auditor.models import Confidence, EligibilityStatus, SeedRun, Severity
 from auditor.significance import (
     FRONTIER_POLICY,
     LN2,
@@ -31,6 +31,7 @@ from auditor.significance import (
     quoted_p_agrees,
     significance_for_record,
 )
+from auditor.verdict import eligibility
 
 SP8192_RATIO = 2.58310385  # val_loss / val_bpb of the SP8192 rows (ln 2 x bytes/token)
 SP1024_RATIO = 1.68842  # the same for SP1024 (#549/#1019)
@@ -318,27 +319,105 @@ def test_pr1019_example_from_rules_md():
     [(1514, 1493, 0.020), (1529, 1514, 0.001), (1769, 1736, 0.063), (2135, 2014, 0.014)],
 )
 def test_maintainers_frontier_p_values(candidate, previous, annotated_p):
-    """The p-values annotated on the maintainers' leaderboard (PR #1902 / #2146) are reproduced."""
-    base = leaderboard_baseline(_row(candidate).date, pr=candidate)
-    assert base.pr == previous
-    result = assess(_row(candidate).runs, base)
+    """The p-values annotated on the maintainers' leaderboard (PR #1902 / #2146) are reproduced,
+    each against the row the maintainers compared it with (given as the baseline)."""
+    result = assess(_row(candidate).runs, _row(previous).to_baseline(), policies=(FRONTIER_POLICY,))
     assert round(rows_by(result)["frontier", NATS_BYTE].p_value, 3) == annotated_p
     assert "SIG002" not in rule_ids(result)
 
 
-def test_leaderboard_baseline_selection():
-    rows = load_leaderboard()
-    assert [r.date for r in rows] == sorted(r.date for r in rows)
-    # a leaderboard record is compared with the best row before it
-    assert leaderboard_baseline("2026-03-25", folder="2026-03-25_ValCalib_GPTQ_XSA_BigramHash3072").pr == 549
-    # same date: the lower PR number came first (#1851 before #1855, both 2026-04-27)
-    assert leaderboard_baseline("2026-04-27", pr=1855).pr == 1851
-    # an unknown folder: strictly earlier dates only
-    assert leaderboard_baseline("2026-04-27", folder="2026-04-27_Something_New").pr == 1787
+def test_default_baseline_is_the_frontier_merged_before_the_submission():
+    # #1514 was opened at 23:37 UTC on 2026-04-09, after #1493 was merged that day (21:12 UTC).
+    assert leaderboard_baseline(None, pr=1514).pr == 1493
+    # #1529 (opened 2026-04-11): #1514 was merged only on 2026-04-29, so #1493 is the frontier.
+    base = leaderboard_baseline(None, pr=1529)
+    assert base.pr == 1493 and "#1514 (merged 2026-04-29)" in base.reason
+    # #2135: the leaderboard-branch rows #1945/#1953/#2014 were never merged on main.
+    base = leaderboard_baseline(None, pr=2135)
+    assert base.pr == 1855 and "never merged" in base.reason
+    # An unknown folder with a date only: strictly earlier merges (same-day ones may be later).
+    assert leaderboard_baseline("2026-04-09", folder="2026-04-09_New").pr == 1019
+    assert leaderboard_baseline("2026-04-10", folder="2026-04-10_New").pr == 1493
+    assert leaderboard_baseline("2026-04-30", folder="2026-04-30_New").pr == 1855
     assert leaderboard_baseline("2026-03-01") is None
     assert leaderboard_baseline(None) is None
     # the worse, later Ternary row (1.157 on 03-24) never becomes the baseline
-    assert leaderboard_baseline("2026-03-25").pr == 549
+    assert leaderboard_baseline("2026-03-26").pr == 549
+    assert leaderboard_baseline("2026-03-31").pr == 1019  # merged 2026-03-30
+    # with a timestamp, the same-day order counts
+    assert leaderboard_baseline("2026-04-09", at="2026-04-09T22:00:00+00:00").pr == 1493
+    assert leaderboard_baseline("2026-04-09", at="2026-04-09T20:00:00+00:00").pr == 1019
+
+
+def test_no_leaderboard_row_is_a_baseline_before_it_was_merged():
+    rows = load_leaderboard()
+    for row in rows:
+        base = leaderboard_baseline(None, pr=row.pr, folder=row.folder)
+        if base is None:
+            continue
+        chosen = next(r for r in rows if r.label == base.name)
+        assert chosen.merged is not None, row.label
+        assert chosen.merged <= (row.opened_at or row.date)[:10], (row.label, chosen.label)
+
+
+def _published(pr: int) -> tuple[list[SeedRun], str]:
+    data = json.loads((Path(__file__).parent / "fixtures" / "significance" / f"pr{pr}.json").read_text())
+    runs = [
+        SeedRun(log_file=s["log_file"], seed=s["seed"], seed_source="log", label=s["label"],
+                val_loss=s["val_loss"], val_bpb=s["val_bpb"], line=s["line"])
+        for s in data["seeds"]
+    ]
+    return runs, data["opened_at"]
+
+
+def test_pr1755_caseops_is_significant_under_the_readme_rule_per_byte(tmp_path):
+    """CaseOps changes bytes/token (3.157 vs 3.727), so the per-byte row decides; its margin is
+    0.005 nats/token converted at the baseline's bytes/token (0.001342 nats/byte)."""
+    runs, opened = _published(1755)
+    folder = tmp_path / "2026-04-20_SP8192_3LayerRecur_ParResid_QK525_LegalTTT_CaseOps"
+    folder.mkdir()
+    result = significance_for_record(folder, runs, track="track_10min_16mb", opened=opened)
+    sig = result.significance
+    assert sig.baseline.startswith("PR #1493") and "#1736 (merged 2026-04-29)" in sig.baseline_reason
+    assert sig.policies == ["readme"] and "from 2026-04-28" in sig.notes[0]
+    per_byte = rows_by(result)["readme", NATS_BYTE]
+    assert per_byte.decisive and not rows_by(result)["readme", NATS_TOKEN].decisive
+    assert per_byte.margin == pytest.approx(0.005 / 3.7266, rel=1e-3)
+    assert per_byte.p_value == pytest.approx(0.00097, abs=0.00003)
+    # an independent computation: Welch's test on the shifted per-byte values
+    cand = [r.val_bpb * LN2 for r in runs]
+    base = [r.val_bpb * LN2 - per_byte.margin for r in _row(1493).runs]
+    assert per_byte.p_value == pytest.approx(stats.ttest_ind(cand, base, equal_var=False, alternative="less").pvalue)
+    assert per_byte.significant and "SIG001" not in rule_ids(result)
+    assert "SIG002" not in rule_ids(result)
+
+
+def test_pr1716_is_not_significant_under_the_readme_rule(tmp_path):
+    runs, opened = _published(1716)
+    folder = tmp_path / "2026-04-18_SP8192_BigramHash32_PathAv3"
+    folder.mkdir()
+    result = significance_for_record(folder, runs, track="track_10min_16mb", opened=opened)
+    assert result.significance.baseline.startswith("PR #1493")
+    rows = rows_by(result)
+    assert rows["readme", NATS_TOKEN].p_value == pytest.approx(0.043, abs=0.0005)
+    assert rows["readme", NATS_BYTE].p_value == pytest.approx(0.078, abs=0.0005)
+    assert rows["readme", NATS_TOKEN].decisive  # same tokenizer: the README's own unit decides
+    assert "SIG001" in rule_ids(result)
+    elig = eligibility([], result.significance, non_record_track=False)
+    assert elig.status is EligibilityStatus.NOT_A_NEW_RECORD
+    assert elig.reasons[0].startswith("not a new record under the README rule")
+
+
+def test_policy_choice_filters_the_table(tmp_path):
+    runs, opened = _published(1716)
+    folder = tmp_path / "x"
+    folder.mkdir()
+    late = "2026-04-30T10:00:00+00:00"
+    both = significance_for_record(folder, runs, track="track_10min_16mb", opened=late)
+    assert {r.policy for r in both.significance.rows} == {"readme", "frontier"}
+    only = significance_for_record(folder, runs, track="track_10min_16mb", opened=late, policy="frontier")
+    assert {r.policy for r in only.significance.rows} == {"frontier"}
+    assert "SIG001" not in rule_ids(only)
 
 
 def test_leaderboard_file_is_numbers_only():
@@ -373,6 +452,9 @@ def _folder(tmp_path, name="2026-04-10_Test", readme="", submission=None):
         ("- t-statistic: -93.6, df=2, p << 0.01", 0.01, True),
         ("p-value < 1.195: 0.00234486", 0.00234486, False),
         ("Welch p-value: 0.034 vs the previous record", 0.034, False),
+        # the bar the submitter compares with is not their p (PR #1755's README)
+        ("- **z ≈ 22.8, p ≪ 0.0001** ✓ clears p<0.01 threshold", 0.0001, True),
+        ("significant at p < 0.01: p = 0.0042", 0.0042, False),
     ],
 )
 def test_find_quoted_p_in_readme(tmp_path, line, value, bound):
@@ -381,6 +463,20 @@ def test_find_quoted_p_in_readme(tmp_path, line, value, bound):
     assert quoted is not None
     assert quoted.value == pytest.approx(value) and quoted.bound is bound
     assert quoted.location.file == "README.md" and quoted.location.line == 4
+
+
+def test_quoted_z_is_checked_with_the_submitters_own_test(tmp_path):
+    """A quote that matches only the z-test the submitter computed by hand (SEM per side, no
+    margin) is named as such, with the Welch t-test beside it."""
+    runs, opened = _published(1716)
+    folder = _folder(tmp_path, name="2026-04-18_X", readme="- z = 16.1, p < 1e-10 (one-sided)\n")
+    result = significance_for_record(folder, runs, track="track_10min_16mb", opened=opened)
+    quoted = next(f for f in result.findings if f.rule_id == "SIG004" and f.data.get("quoted_p"))
+    assert quoted.data["quoted_z"] == 16.1
+    assert "submitter's z-test" in quoted.message and "Welch t-test" in quoted.message
+    assert quoted.severity is Severity.INFO
+    z, p = quoted.data["submitter_z"]["nats/token"]["z"], quoted.data["submitter_z"]["nats/token"]["p"]
+    assert p == pytest.approx(special.ndtr(-z))
 
 
 def test_find_quoted_p_prefers_submission_json(tmp_path):
@@ -406,15 +502,17 @@ def test_claim_location_and_date(tmp_path):
 
 
 def test_significance_for_record(tmp_path):
-    folder = _folder(tmp_path, submission={"name": "x", "date": "2026-04-10", "val_bpb": 1.0742})
+    folder = _folder(tmp_path, submission={"name": "x", "date": "2026-04-30", "val_bpb": 1.0742})
     runs = runs_from_bpb([1.0740, 1.0745, 1.0742])
-    result = significance_for_record(folder, runs, track="track_10min_16mb", claimed={"date": "2026-04-10"})
-    assert result.significance.baseline.startswith("PR #1514")
+    result = significance_for_record(folder, runs, track="track_10min_16mb", claimed={"date": "2026-04-30"})
+    assert result.significance.baseline.startswith("PR #1855")
+    assert result.significance.candidate_date_source == "submission.json date"
     assert significance_for_record(folder, runs, track="track_non_record_16mb") is None
     assert significance_for_record(_folder(tmp_path, name="1999-01-01_old"), runs) is None
-    other = baseline_from_record("records/track_10min_16mb/2026-04-09_A2_Muon097_3Seed", _row(1514).runs)
-    explicit = significance_for_record(folder, runs, baseline=other)
-    assert explicit.significance.baseline.endswith("2026-04-09_A2_Muon097_3Seed")
+    other = baseline_from_record("records/track_10min_16mb/2026-04-27_X", _row(1855).runs)
+    explicit = significance_for_record(folder, runs, baseline=other, claimed={"date": "2026-04-30"})
+    assert explicit.significance.baseline.endswith("2026-04-27_X")
+    assert explicit.significance.baseline_reason == "given with --baseline"
     assert rows_by(explicit)["frontier", NATS_BYTE].p_value == pytest.approx(
         rows_by(result)["frontier", NATS_BYTE].p_value
     )
@@ -449,6 +547,29 @@ def test_committed_leaderboard_matches_corpus_logs():
         assert fresh == stored, folder.name
         checked += 1
     assert checked >= 40
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not (CORPUS / "records" / "track_10min_16mb").is_dir(), reason="corpus not available")
+def test_every_committed_row_agrees_with_its_merged_record():
+    """Each row's seeds are the run(s) its merged record quotes: submission.json's val_bpb is their
+    mean (a record quoting one run of several logs keeps that run only), and the table's score
+    rounds to it unless the row is marked as not backed by its logs."""
+    data = json.loads(rules.LEADERBOARD_FILE.read_text())
+    checked = 0
+    for row in data["rows"]:
+        sub_file = CORPUS / "records" / "track_10min_16mb" / (row["folder"] or "-") / "submission.json"
+        if not sub_file.is_file() or not row["merged"]:
+            continue
+        mean = sum(s["val_bpb"] for s in row["seeds"]) / len(row["seeds"])
+        claimed = json.loads(sub_file.read_text()).get("val_bpb")
+        if isinstance(claimed, (int, float)) and row["score_matches_logs"]:
+            assert mean == pytest.approx(claimed, abs=1e-4), row["name"]
+        half_ulp = 0.5 * 10.0 ** -len(repr(float(row["score"])).split(".")[1]) + 5e-5 + 1e-9
+        assert row["score_matches_logs"] is (abs(mean - row["score"]) <= half_ulp), row["name"]
+        checked += 1
+    assert checked >= 40
+    assert [r["pr"] for r in data["rows"] if r["score_matches_logs"] is False] == [86]
 
 
 def test_unscored_runs_do_not_count_as_seeds():

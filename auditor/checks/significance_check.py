@@ -8,9 +8,7 @@ from pathlib import Path
 from auditor import intake, significance
 from auditor.context import RecordContext
 from auditor.errors import InputError
-from auditor.models import Finding, Severity
-
-FRONTIER_POLICY_SINCE = "2026-04-28"  # PR #1902, the "p-value progression" leaderboard
+from auditor.models import Finding
 
 
 def check(ctx: RecordContext) -> list[Finding]:
@@ -20,42 +18,19 @@ def check(ctx: RecordContext) -> list[Finding]:
     if intake.is_non_record(ctx.record, ctx.submission):
         return []  # no record bar (outside a records tree, the JSON's own track says so)
     baseline = resolve_baseline(ctx.options.baseline) if ctx.options.baseline else None
-    claimed = ctx.submission.summary() if ctx.submission is not None else None
     result = significance.significance_for_record(
         ctx.record.root,
         runs,
         track=ctx.record.track,
-        claimed=claimed,
+        claimed=ctx.submission.summary() if ctx.submission is not None else None,
         baseline=baseline,
+        opened=ctx.record.opened,
+        policy=ctx.options.policy,
     )
     if result is None:
         return []
     ctx.significance = result.significance
-    wanted = {"both": ("SIG001", "SIG002"), "readme": ("SIG001",), "frontier": ("SIG002",)}[
-        ctx.options.policy
-    ]
-    date = significance.candidate_date(ctx.record.root, claimed)
-    out = []
-    for f in result.findings:
-        if f.rule_id in ("SIG001", "SIG002") and f.rule_id not in wanted:
-            continue
-        if (
-            f.rule_id == "SIG002"
-            and f.severity is Severity.ERROR
-            and ctx.options.policy == "both"
-            and date is not None
-            and date < FRONTIER_POLICY_SINCE
-        ):
-            # The frontier practice started with PR #1902; earlier records were judged otherwise.
-            f = f.model_copy(
-                update={
-                    "severity": Severity.WARNING,
-                    "message": f.message + f" (the frontier policy applies from "
-                    f"{FRONTIER_POLICY_SINCE}; this record is dated {date})",
-                }
-            )
-        out.append(f)
-    return out
+    return result.findings
 
 
 @lru_cache(maxsize=8)

@@ -181,3 +181,11 @@ def _strip_dot(path: str) -> str:
     while path.startswith("./"):
         path = path[2:]
     return path
+
+
+def significance_basis(sig) -> str:
+    """One line: which baseline, why, and the policies in effect (with the date they were chosen by)."""
+    when = f" (submitted {sig.candidate_date}, from {sig.candidate_date_source})" if sig.candidate_date else ""
+    why = f"baseline: {sig.baseline_reason}" if sig.baseline_reason else f"baseline: {sig.baseline}"
+    extra = "; ".join(sig.notes)
+    return f"{why}; policies in effect: {', '.join(sig.policies) or 'none'}{when}" + (f"; {extra}" if extra else "")

@@ -264,9 +264,10 @@ def _significance(sig: Significance) -> list[str]:
             f"{r.mean_baseline:.6f} | {r.delta:+.6f} | {r.margin:g} | "
             f"{'n/a' if r.t_stat is None else f'{r.t_stat:.2f}'} | {'n/a' if r.df is None else f'{r.df:.2f}'} | "
             f"{common.fmt_p(r.p_value)} | {common.fmt_p(r.z_p_value)} | {r.alpha:g} | "
-            f"{'**yes**' if r.significant else 'no'} |"
+            f"{'**yes**' if r.significant else 'no'}{' (decisive)' if r.decisive else ''} |"
         )
-    notes = [f"{r.policy} / {r.unit}: {r.note}" for r in sig.rows if r.note]
+    notes = [common.significance_basis(sig)]
+    notes += [f"{r.policy} / {r.unit}: {r.note}" for r in sig.rows if r.note]
     if sig.quoted_p is not None:
         notes.append(f"p-value quoted by the submission: {sig.quoted_p:g}")
     if notes:
@@ -274,8 +275,9 @@ def _significance(sig: Significance) -> list[str]:
     out += [
         "",
         (
-            "_readme_: improvement > 0.005 at p < 0.01 (README rule); _frontier_: beat the previous frontier row "
-            "at p < 0.25, no margin, reproduction runs pooled (maintainers' practice since PR #1902). "
+            "_readme_: improvement > 0.005 nats/token at p < 0.01 (README rule; the nats/byte margin is converted "
+            "at the baseline's bytes/token); _frontier_: beat the previous frontier row at p < 0.25, no margin, "
+            "reproduction runs pooled (maintainers' practice for records submitted from 2026-04-28, PR #1902). "
             "One-sided Welch t-test; p (z) is the normal approximation."
         ),
     ]

@@ -177,12 +177,9 @@ def _significance_table(sig: Significance) -> Table:
             common.fmt_p(row.z_p_value),
             Text("yes" if row.significant else "no", style="green" if row.significant else "red"),
         )
-    policies = {r.policy: (r.margin, r.alpha) for r in sig.rows}
-    notes = [
-        "; ".join(
-            f"{name}: improvement > {margin:g} at p < {alpha:g}" for name, (margin, alpha) in policies.items()
-        )
-    ]
+    notes = [common.significance_basis(sig)]
+    notes += [f"{r.policy}: decided on {r.unit}, improvement > {r.margin:.6g} at p < {r.alpha:g}"
+              for r in sig.rows if r.decisive]
     notes += [f"{r.policy}/{r.unit}: {r.note}" for r in sig.rows if r.note]
     if sig.quoted_p is not None:
         notes.append(f"quoted p-value: {sig.quoted_p:g}")
