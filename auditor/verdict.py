@@ -109,8 +109,11 @@ def eligibility(
         return Eligibility(status=EligibilityStatus.UNDETERMINED, reasons=[_reason(f) for f in unchecked])
     return Eligibility(
         status=EligibilityStatus.RECORD_ELIGIBLE,
-        reasons=[f"significant under every policy in effect ({', '.join(significance.policies) or 'none'}) "
-                 f"against {rows[0].baseline}"] + list(significance.notes),
+        reasons=[
+            f"significant under every policy in effect ({', '.join(significance.policies) or 'none'}) against "
+            + rows[0].baseline,
+            *significance.notes,
+        ],
     )
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from auditor import intake  # noqa: E402
-from auditor.pipeline import AuditOptions, audit_paths, audit_record  # noqa: E402
+from auditor import intake
+from auditor.pipeline import AuditOptions, audit_paths, audit_record
 
 
 def main() -> None:

@@ -409,7 +409,7 @@ def test_pr1716_is_not_significant_under_the_readme_rule(tmp_path):
 
 
 def test_policy_choice_filters_the_table(tmp_path):
-    runs, opened = _published(1716)
+    runs, _opened = _published(1716)
     folder = tmp_path / "x"
     folder.mkdir()
     late = "2026-04-30T10:00:00+00:00"

@@ -13,22 +13,22 @@ import io
 import itertools
 import lzma
 import math
-import numpy as np
 import os
 import random
 import re
 import subprocess
 import sys
 import time
-import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 import uuid
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-
 
 # ------------------------------ reference_impl/hparams.py ------------------------------
 """Hyperparameters: one class whose body reads the environment, as every record script does.
