@@ -77,6 +77,7 @@ class Location(BaseModel):
     column: int | None = None
     snippet: str | None = None
     wrapper: str | None = None
+    wrapper_line: int | None = None  # unwrapped code: the line of the shipped file holding the payload
     role: str | None = None  # in a dataflow path: "source", "via", "sink", ...
 
     def short(self) -> str:
@@ -165,6 +166,7 @@ class RecordAudit(BaseModel):
     sources: list[dict[str, Any]] = Field(default_factory=list)  # unwrapped sources: file, chain, bytes
     rerun: dict[str, Any] | None = None  # dynamic rerun summary (runs, probes, trace), with --rerun
     error: str | None = None
+    files: list[str] = Field(default_factory=list)  # the folder's top-level files (reports anchor folder findings)
 
 
 class PRScope(BaseModel):

@@ -72,6 +72,24 @@ def _gather(record: intake.RecordFolder, options: AuditOptions) -> RecordContext
     return ctx
 
 
+MAX_LISTED_FILES = 200  # RecordAudit.files: enough to anchor findings, bounded for hostile folders
+
+
+def _with_wrapper_lines(findings: list[Finding], ctx: RecordContext) -> list[Finding]:
+    """Locations in a decoded payload also name the shipped file's line that holds the payload,
+    so a viewer of the shipped file (code scanning) lands on the wrapper line, not on line 1."""
+    lines = {s.wrapper: s.shipped_line for s in ctx.sources if s.wrapper and s.shipped_line}
+    if not lines:
+        return findings
+
+    def fill(loc):
+        if loc is None or not loc.wrapper or loc.wrapper_line is not None or loc.wrapper not in lines:
+            return loc
+        return loc.model_copy(update={"wrapper_line": lines[loc.wrapper]})
+
+    return [f.model_copy(update={"location": fill(f.location), "path": [fill(p) for p in f.path]}) for f in findings]
+
+
 def _record_audit(ctx: RecordContext, findings: list[Finding]) -> RecordAudit:
     runs = [log.to_seed_run() for log in ctx.logs]
     seen: dict[str, str] = {}
@@ -82,7 +100,7 @@ def _record_audit(ctx: RecordContext, findings: list[Finding]) -> RecordAudit:
             run.duplicate_of = seen[log.sha256]
         else:
             seen[log.sha256] = log.rel
-    findings = verdict.sort_findings(findings)
+    findings = verdict.sort_findings(_with_wrapper_lines(findings, ctx))
     return RecordAudit(
         path=ctx.record.rel,
         name=ctx.record.name,
@@ -97,6 +115,7 @@ def _record_audit(ctx: RecordContext, findings: list[Finding]) -> RecordAudit:
         claimed=ctx.submission.summary() if ctx.submission is not None else {},
         significance=ctx.significance,
         rerun=ctx.rerun_summary,
+        files=sorted(f.rel for f in ctx.record.files if f.top_level and f.usable)[:MAX_LISTED_FILES],
         sources=[
             {
                 "file": s.path,

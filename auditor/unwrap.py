@@ -91,11 +91,13 @@ class SourceFile:
     label: str | None = None  # compile() file name or bundle member name of a payload
     via: str | None = None  # "train_gpt.py:1" — the exec that reached this text
     used_fallback: bool = False  # needed the 3.12-syntax parser fallback
+    shipped_line: int | None = None  # for a payload: the line of the shipped file that holds it
 
     def location(self, line: int | None, *, snippet: str | None = None) -> Location:
         if snippet is None and line:
             snippet = _snippet(self.text, line)
-        return Location(file=self.path, line=line, snippet=snippet, wrapper=self.wrapper)
+        return Location(file=self.path, line=line, snippet=snippet, wrapper=self.wrapper,
+                        wrapper_line=self.shipped_line if self.wrapper else None)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly facts for ``RecordAudit.sources``."""
@@ -1770,6 +1772,9 @@ class _Unwrapper:
             route=payload.route,
             label=label or data.member,
             via=f"{parent.path}:{line}",
+            # Every layer of a payload sits in one line range of the shipped file: the outermost one.
+            shipped_line=None if payload.route == "indirection"
+            else (parent.shipped_line if parent.depth > 0 else (data.line or line)),
         )
         if error:
             child.parse_error = error

@@ -117,6 +117,7 @@ def sample_report(verdict=Verdict.FAIL, extra_findings=0) -> AuditReport:
         line=321,
         snippet="    p = full[key] / ctx[key]\n    nll -= log(p)",
         wrapper=WRAPPER,
+        wrapper_line=2,
     )
     findings = [
         make_finding(
@@ -189,7 +190,8 @@ def sample_report(verdict=Verdict.FAIL, extra_findings=0) -> AuditReport:
         runs=runs,
         claimed={"val_bpb": 1.07823333, "date": "2026-04-10"},
         significance=sig.significance,
-        sources=[{"file": "train_gpt.py", "chain": "lzma(raw)+b85", "bytes": 48_583}],
+        sources=[{"file": "train_gpt.py", "chain": "lzma(raw)+b85", "bytes": 48_583, "entry": True}],
+        files=["README.md", "submission.json", "train_gpt.py", "train_seed42.log"],
     )
     second = RecordAudit(
         path="records/track_non_record_16mb/2026-04-11_Other",
@@ -318,8 +320,10 @@ def test_sarif_locations_and_wrapped_code():
     wrapped = next(r for r in results if r["ruleId"] == "C2X01")
     loc = wrapped["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"]["uri"] == f"{RECORD}/train_gpt.py"
-    assert loc["region"] == {"startLine": 1}  # payload line 321 does not exist in the wrapper file
+    assert loc["region"] == {"startLine": 2}  # the wrapper line holding the payload (321 is in the payload)
     assert wrapped["properties"]["pgolf/payloadLine"] == 321
+    related = wrapped["relatedLocations"][0]
+    assert "decoded payload line 321" in related["message"]["text"] and "full[key]" in related["message"]["text"]
     assert wrapped["properties"]["pgolf/wrapper"] == WRAPPER
     assert "line 321 of the decoded payload" in wrapped["message"]["text"]
     flow = wrapped["codeFlows"][0]["threadFlows"][0]["locations"]
@@ -330,7 +334,7 @@ def test_sarif_locations_and_wrapped_code():
     assert region["startLine"] == 39 and "16000413" in region["snippet"]["text"]
     assert plain["level"] == "error" and "codeFlows" not in plain
     locationless = next(r for r in results if r["ruleId"] == "HYGX02")
-    assert locationless["properties"]["pgolf/locationless"] is True
+    assert locationless["properties"]["pgolf/folderFinding"] is True
     assert (
         locationless["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == f"{RECORD}/README.md"
     )
@@ -341,7 +345,63 @@ def test_sarif_locations_and_wrapped_code():
     assert huge["properties"]["pgolf/lineUnknown"] is True
     prints = [r["partialFingerprints"]["pgolfFindingHash/v1"] for r in results]
     assert len(prints) == len(set(prints))
-    assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == "file:///tmp/checkout/"
+    # no machine path anywhere: %SRCROOT% is resolved by the consumer
+    assert "uri" not in run["originalUriBaseIds"]["%SRCROOT%"]
+    assert "/tmp/checkout" not in json.dumps(run)
+
+
+def _one_record(path: str, findings, *, track=None, claimed=None, files=("README.md", "train_gpt.py")):
+    record = RecordAudit(path=path, name=Path(path).name, track=track, verdict=Verdict.NEEDS_REVIEW,
+                         findings=findings, claimed=claimed or {}, files=list(files))
+    return AuditReport(tool_version="0.1.0", generated_at="2026-05-03T10:00:00Z", verdict=Verdict.NEEDS_REVIEW,
+                       records=[record], options={"root": "/home/someone/work"})
+
+
+@pytest.mark.parametrize(
+    ("path", "track", "claimed", "expected"),
+    [
+        ("records/track_10min_16mb/2026-05-01_X", "track_10min_16mb", None, "records/track_10min_16mb/2026-05-01_X"),
+        ("/home/someone/work/records/track_10min_16mb/2026-05-01_X", None, None,
+         "records/track_10min_16mb/2026-05-01_X"),
+        ("2026-05-01_X", None, {"track": "non_record_16mb"}, "records/track_non_record_16mb/2026-05-01_X"),
+        ("/home/someone/2026-05-01_X", None, None, "records/track_10min_16mb/2026-05-01_X"),
+    ],
+)
+def test_sarif_uris_are_repository_relative_in_every_mode(path, track, claimed, expected):
+    f = make_finding("C3X01", Severity.WARNING, "m", condition=Condition.C3,
+                     location=Location(file="train_gpt.py", line=3, snippet="x"))
+    log = sarif_of(_one_record(path, [f], track=track, claimed=claimed))
+    jsonschema.Draft4Validator(SARIF_SCHEMA).validate(log)
+    uri = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == f"{expected}/train_gpt.py"
+    assert "/home/someone" not in json.dumps(log)
+
+
+def test_sarif_folder_findings_point_at_a_file_the_folder_has():
+    missing_readme = make_finding("HYGX01", Severity.ERROR, "README.md is missing", condition=Condition.HYGIENE,
+                                  location=Location(file=".", role="folder", snippet="folder holds: x"))
+    report = _one_record("records/track_10min_16mb/2026-05-01_X", [missing_readme],
+                         files=("submission.json", "train_gpt.py"))
+    result = sarif_of(report)["runs"][0]["results"][0]
+    loc = result["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"] == "records/track_10min_16mb/2026-05-01_X/submission.json"
+    assert loc["region"]["startLine"] == 1 and result["properties"]["pgolf/folderFinding"] is True
+    # an empty folder has nothing to point at: a run-level notification, not a result on "."
+    empty = sarif_of(_one_record("records/track_10min_16mb/2026-05-01_X", [missing_readme], files=()))
+    run = empty["runs"][0]
+    assert run["results"] == []
+    notes = run["invocations"][0]["toolExecutionNotifications"]
+    assert any("README.md is missing" in n["message"]["text"] for n in notes)
+    jsonschema.Draft4Validator(SARIF_SCHEMA).validate(empty)
+
+
+def test_sarif_rule_level_matches_its_results():
+    # a rule declared error but reported as a note for this record (e.g. a downgraded finding)
+    rule_id = next(r.id for r in rules.catalog().values() if r.severity is Severity.ERROR)
+    f = make_finding(rule_id, Severity.INFO, "downgraded", location=Location(file="train_gpt.py", line=1))
+    run = sarif_of(_one_record("records/track_10min_16mb/2026-05-01_X", [f]))["runs"][0]
+    assert run["tool"]["driver"]["rules"][0]["defaultConfiguration"]["level"] == "note"
+    assert run["results"][0]["level"] == "note"
 
 
 def test_sarif_fingerprint_survives_a_line_shift():
@@ -413,14 +473,47 @@ def test_markdown_has_the_key_elements():
     )
     assert "```python\n      p = full[key] / ctx[key]" in out
     assert "1. source: `train_gpt.py:300`" in out
-    assert "<details><summary>Info (2)</summary>" in out
+    assert "#### Decisive findings" in out and "<details><summary>Other findings (" in out
     # code containing ``` gets a longer fence
-    assert "````markdown\n  ```python" in out
+    assert md.fenced("```python\nprint('x')\n```", "markdown").startswith("````markdown\n```python")
     # significance: both policies x both units
     for policy in ("readme", "frontier"):
         for unit in ("nats/token", "nats/byte"):
             assert f"| {policy} | {unit} |" in out
     assert "Significance vs PR #1493" in out
+
+
+def test_markdown_comment_for_a_nine_folder_pr_leads_with_verdicts_and_stays_short():
+    base = sample_report(extra_findings=30)
+    records = []
+    for i in range(9):
+        rec = base.records[0].model_copy(deep=True)
+        rec.path = f"records/track_10min_16mb/2026-03-2{i}_Run{i}"
+        rec.name = f"2026-03-2{i}_Run{i}"
+        records.append(rec)
+    report = base.model_copy(update={
+        "records": records,
+        "pr": PRScope(repo="/work/.mirror/openai+parameter-golf/repo", ref="refs/pull/909/head",
+                      base="main", commit="0123456789abcdef0123456789abcdef01234567"),
+    })
+    out = render(report, "markdown")
+    lines = out.splitlines()
+    assert len(lines) <= md.MAX_LINES and len(out) <= md.GITHUB_COMMENT_LIMIT
+    assert "/work/.mirror" not in out and "Audited PR #909 at `0123456789ab`." in out
+    # the per-folder verdict table comes first, naming each folder's decisive finding
+    table = next(i for i, line in enumerate(lines) if line.startswith("| Record | Verdict"))
+    assert table < 12 and sum(line.startswith("| `2026-03-2") for line in lines) == 9
+    assert all("`C2X01` `train_gpt.py:321`" in line for line in lines if line.startswith("| `2026-03-2"))
+    assert "full report" in out
+
+
+def test_pr_label_never_shows_a_local_path():
+    assert md.pr_label(PRScope(repo="https://github.com/openai/parameter-golf.git", ref="refs/pull/7/head")) == (
+        "openai/parameter-golf#7"
+    )
+    assert md.pr_label(PRScope(repo="openai/parameter-golf", ref="pull/8/head")) == "openai/parameter-golf#8"
+    assert md.pr_label(PRScope(repo="/srv/mirror", ref="refs/pull/9/head")) == "PR #9"
+    assert md.pr_label(PRScope(repo="/srv/mirror", ref="feature")) == "ref feature"
 
 
 def test_markdown_escapes_untrusted_text():
@@ -435,13 +528,13 @@ def test_markdown_escapes_untrusted_text():
 
 def test_markdown_stays_under_the_comment_limit():
     out = render(sample_report(extra_findings=400), "markdown")
-    assert len(out) <= md.GITHUB_COMMENT_LIMIT
-    assert "findings omitted" in out
-    assert "#### Errors (2)" in out  # the errors survive the cut
+    assert len(out) <= md.GITHUB_COMMENT_LIMIT and out.count("\n") <= md.MAX_LINES
+    assert "further findings are in the full report" in out
+    assert "#### Decisive findings" in out and "C2X01" in out  # the errors survive the cut
     no_findings = render(sample_report(), "markdown", limit=3_500)  # only the summaries fit
-    assert len(no_findings) <= 3_500 and "findings omitted" in no_findings and "1.07823333" in no_findings
+    assert len(no_findings) <= 3_500 and "1.07823333" in no_findings and "C2X01" in no_findings
     tiny = render(sample_report(), "markdown", limit=1_200)  # not even those: cut at a heading
-    assert len(tiny) <= 1_200 and "Truncated" in tiny
+    assert len(tiny) <= 1_200 and tiny.startswith("## pgolf audit: `FAIL`")
     # the huge message is clipped even when everything fits
     assert len(render(sample_report(), "markdown")) < 20_000
 

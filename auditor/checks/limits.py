@@ -43,7 +43,7 @@ def check(ctx: RecordContext) -> list[Finding]:
             finding(
                 "LIM006",
                 "No train log: the artifact size cannot be checked against the cap.",
-                location=Location(file=ctx.record.rel or "."),
+                location=Location(file=".", role="folder"),
             )
         )
     for log in logs:

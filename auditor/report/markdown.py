@@ -10,14 +10,36 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from auditor.models import AuditReport, Finding, RecordAudit, Severity, Significance
 from auditor.report import common
 
 GITHUB_COMMENT_LIMIT = 65_536
+MAX_LINES = 150  # a comment a maintainer reads; the full report is JSON/SARIF
 MAX_SNIPPET_LINES = 20
 MAX_MESSAGE_CHARS = 3_000
-FINDING_CAPS = (None, 50, 20, 10, 5, 2, 0)  # per severity group, tried in order until it fits
+
+
+class Detail(NamedTuple):
+    decisive: int  # findings per record shown in full
+    snippet_lines: int
+    listed: int  # other findings per record, one line each (folded)
+    reasons: int  # eligibility reasons shown
+    tables: bool  # runs and significance tables (folded)
+
+
+# Tried in order until the comment fits the line and character budgets.
+DETAIL_LEVELS = (
+    Detail(2, 12, 40, 4, True),
+    Detail(2, 8, 15, 3, True),
+    Detail(2, 5, 8, 2, True),
+    Detail(1, 4, 5, 2, False),
+    Detail(1, 2, 3, 1, False),
+    Detail(1, 1, 0, 1, False),
+    Detail(1, 0, 0, 0, False),  # the decisive finding's rule, line and why, nothing else
+    Detail(0, 0, 0, 0, False),
+)
 LANGUAGE = {
     ".py": "python",
     ".json": "json",
@@ -77,10 +99,13 @@ def _clip_chars(value: str, limit: int) -> str:
     )
 
 
-def render(report: AuditReport, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
-    for cap in FINDING_CAPS:
-        body = _render(report, cap, limit)
-        if len(body) <= limit:
+def render(report: AuditReport, *, limit: int = GITHUB_COMMENT_LIMIT, max_lines: int = MAX_LINES) -> str:
+    """The comment: verdict per folder and the decisive findings first, the rest folded, within
+    ``max_lines`` lines and ``limit`` characters (detail is dropped level by level until it fits)."""
+    body = ""
+    for detail in DETAIL_LEVELS:
+        body = _render(report, detail, limit)
+        if len(body) <= limit and body.count("\n") <= max_lines:
             return body
     return _hard_cut(body, limit)
 
@@ -97,54 +122,77 @@ def _hard_cut(body: str, limit: int) -> str:
     return cut.rstrip() + note
 
 
-def _render(report: AuditReport, cap: int | None, limit: int) -> str:
+def pr_label(pr) -> str:
+    """``owner/repo#N`` for a GitHub PR, ``PR #N`` or the ref otherwise; never a local path."""
+    number = re.search(r"(?:^|/)pull/(\d+)/", pr.ref or "")
+    gh = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?/?$", pr.repo or "") or re.fullmatch(
+        r"([\w.-]+/[\w.-]+)", pr.repo or ""
+    )
+    repo = gh.group(1) if gh else None
+    if number:
+        return f"{repo}#{number.group(1)}" if repo else f"PR #{number.group(1)}"
+    return f"{repo} {pr.ref}" if repo else f"ref {pr.ref}"
+
+
+def _render(report: AuditReport, detail: Detail, limit: int) -> str:
     findings = common.all_findings(report)
     total = common.counts(findings)
     out: list[str] = [f"## pgolf audit: `{report.verdict.value}`", ""]
     out.append(
         f"**Verdict: `{report.verdict.value}`** | errors: {total[Severity.ERROR]} | "
-        f"warnings: {total[Severity.WARNING]} | info: {total[Severity.INFO]} | "
-        f"pgolf {text(report.tool_version)} | {text(report.generated_at)}"
+        f"warnings: {total[Severity.WARNING]} | info: {total[Severity.INFO]} | pgolf {text(report.tool_version)}"
     )
     if report.error:
         out += ["", f"> **Audit error:** {text(report.error)}"]
     if report.pr:
-        commit = f" at {code(report.pr.commit)}" if report.pr.commit else ""
-        out += ["", f"Audited {code(report.pr.repo)} {code(report.pr.ref)}{commit}."]
+        commit = f" at {code(report.pr.commit[:12])}" if report.pr.commit else ""
+        out += ["", f"Audited {text(pr_label(report.pr))}{commit}."]
         if report.pr.outside_changes:
+            shown = report.pr.outside_changes[:10]
+            more = len(report.pr.outside_changes) - len(shown)
+            out.append("Changes outside the record folder: " + ", ".join(code(p) for p in shown)
+                       + (f" and {more} more" if more else ""))
+    if len(report.records) > 1:
+        out += ["", "| Record | Verdict | Compliance | Eligibility | Decisive finding |", "|---|---|---|---|---|"]
+        for record in report.records:
+            top = _decisive(record.findings, 1)
             out.append(
-                "Changes outside the record folder: " + ", ".join(code(p) for p in report.pr.outside_changes)
+                f"| {code_cell(record.name)} | `{record.verdict.value}` | "
+                f"`{record.compliance.value if record.compliance else '-'}` | "
+                f"`{record.eligibility.status.value if record.eligibility else '-'}` | "
+                + (f"`{top[0].rule_id}` {_where(top[0].location, code_cell)}" if top else "none") + " |"
             )
     omitted = 0
     for record in report.records:
-        lines, dropped = _record(record, cap)
+        lines, dropped = _record(record, detail)
         out += [""] + lines
         omitted += dropped
     if report.findings:
-        out += ["", "### Findings not tied to one record", ""]
-        lines, dropped = _findings(None, report.findings, cap)
+        out += ["", "### Findings not tied to one record"]
+        lines, dropped = _folded(report.findings, detail, decisive=detail.decisive)
         out += lines
         omitted += dropped
     if omitted:
-        out += [
-            "",
-            (
-                f"> **{omitted} findings omitted** to stay under the {limit:,}-character comment limit "
-                "(GitHub's is 65,536); the JSON and SARIF reports have all of them."
-            ),
-        ]
+        out += ["", f"> {omitted} further findings are in the full report (`pgolf audit ... -f json` or `-f sarif`)."]
     out += [
         "",
         (
             "<sub>Generated by pgolf. Line numbers of unwrapped code refer to the decoded payload of the "
-            "shipped wrapper. Rule docs are linked from each rule ID.</sub>"
+            "shipped wrapper. Rule docs: `pgolf rules RULE_ID`.</sub>"
         ),
         "",
     ]
     return "\n".join(out)
 
 
-def _record(record: RecordAudit, cap: int | None) -> tuple[list[str], int]:
+def _decisive(findings: list[Finding], n: int) -> list[Finding]:
+    """The findings that decide the verdict, most serious first (findings arrive sorted)."""
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    warnings = [f for f in findings if f.severity is Severity.WARNING]
+    return (errors or warnings)[:n]
+
+
+def _record(record: RecordAudit, detail: Detail) -> tuple[list[str], int]:
     runs = record.runs
     mean = common.mean_bpb(runs)
     seeds = sorted({r.seed for r in runs if r.seed is not None})
@@ -166,11 +214,25 @@ def _record(record: RecordAudit, cap: int | None) -> tuple[list[str], int]:
     if record.compliance is not None and record.eligibility is not None:
         axes = f"**Compliance:** `{record.compliance.value}` | **Eligibility:** `{record.eligibility.status.value}`"
         out += ["", axes]
-        out += [f"- {text(r)}" for r in record.eligibility.reasons]
+        reasons = record.eligibility.reasons
+        out += [f"- {text(_clip_chars(r, 400))}" for r in reasons[: detail.reasons]]
+        if len(reasons) > detail.reasons > 0:
+            out.append(f"- ({len(reasons) - detail.reasons} more in the full report)")
     if record.error:
         out += ["", f"> **Audit error:** {text(record.error)}"]
-    out += [
-        "",
+    lines, dropped = _folded(record.findings, detail, decisive=detail.decisive)
+    out += lines
+    if detail.tables:
+        out += ["", "<details><summary>Runs and significance</summary>", ""] + _runs_table(record)
+        if record.significance and record.significance.rows:
+            out += [""] + _significance(record.significance)
+        out += ["", "</details>"]
+    return out, dropped
+
+
+def _runs_table(record: RecordAudit) -> list[str]:
+    runs = record.runs
+    out = [
         f"| Seed | val_bpb | val_loss | Artifact bytes | Margin to {common.ARTIFACT_LIMIT:,} | Log |",
         "|---:|---:|---:|---:|---:|---|",
     ]
@@ -184,55 +246,68 @@ def _record(record: RecordAudit, cap: int | None) -> tuple[list[str], int]:
         )
     if runs:
         out.append(
-            f"| **Mean** | **{common.fmt_float(mean)}** | {common.fmt_float(common.mean_loss(runs))} | "
-            f"max {common.fmt_bytes(biggest)} | | |"
+            f"| **Mean** | **{common.fmt_float(common.mean_bpb(runs))}** | "
+            f"{common.fmt_float(common.mean_loss(runs))} | max {common.fmt_bytes(common.max_artifact(runs))} | | |"
         )
     else:
         out.append("| - | n/a | n/a | n/a | n/a | no scored runs |")
-    lines, dropped = _findings(record, record.findings, cap)
-    out += lines
-    if record.significance and record.significance.rows:
-        out += [""] + _significance(record.significance)
-    return out, dropped
+    return out
 
 
-def _findings(record: RecordAudit | None, findings: list[Finding], cap: int | None) -> tuple[list[str], int]:
+def _folded(findings: list[Finding], detail: Detail, *, decisive: int) -> tuple[list[str], int]:
+    """The decisive findings in full (rule, line, snippet, why), every other one a line in a
+    folded list, up to ``detail.listed`` of them; returns the lines and how many were left out."""
+    lead = _decisive(findings, decisive)
     out: list[str] = []
-    dropped = 0
-    for severity, items in common.by_severity(findings).items():
-        if not items:
-            continue
-        shown = items if cap is None else items[:cap]
-        dropped += len(items) - len(shown)
-        title = f"{common.SEVERITY_TITLE[severity]} ({len(items)})"
-        body: list[str] = []
-        for f in shown:
-            body += [""] + _finding(f)
-        if len(shown) < len(items):
-            body += ["", f"_{len(items) - len(shown)} more {severity.value} findings not shown._"]
-        if severity == Severity.INFO:
-            out += ["", f"<details><summary>{title}</summary>"] + body + ["", "</details>"]
-        else:
-            out += ["", f"#### {title}"] + body
-    return out, dropped
+    if lead:
+        out += ["", "#### Decisive finding" + ("s" if len(lead) > 1 else "")]
+        for f in lead:
+            out += [""] + _finding(f, detail.snippet_lines)
+    rest = [f for f in findings if f not in lead]
+    listed = rest[: detail.listed]
+    if listed:
+        counts = common.counts(rest)
+        summary = ", ".join(f"{n} {sev.value}" for sev, n in counts.items() if n)
+        out += ["", f"<details><summary>Other findings ({summary})</summary>", ""]
+        out += [_one_line(f) for f in listed]
+        if len(rest) > len(listed):
+            out.append(f"- ... {len(rest) - len(listed)} more in the full report")
+        out += ["", "</details>"]
+    return out, len(rest) - len(listed)
 
 
-def _finding(f: Finding) -> list[str]:
+def _where(loc, fmt=None) -> str:
+    """Where a finding is, for a one-line summary: a file and line, or "the folder"."""
+    fmt = fmt or code
+    if loc is None or loc.role == "folder" or loc.file.rstrip("/") in ("", "."):
+        return "(the folder)"
+    return fmt(common.where(loc))
+
+
+def _one_line(f: Finding) -> str:
+    where = f" {_where(f.location)}"
+    first = f.message.strip().splitlines()[0] if f.message.strip() else ""
+    return f"- `{f.rule_id}` {f.severity.value}{where}: {text(_clip_chars(first, 200))}"
+
+
+def _finding(f: Finding, snippet_lines: int = MAX_SNIPPET_LINES) -> list[str]:
     # Only an absolute link resolves in a PR comment; a repository-relative doc would 404 there.
     rule = f"[`{f.rule_id}`]({f.reference})" if f.reference and "://" in f.reference else f"`{f.rule_id}`"
     loc = f.location
     head = f"- **{rule}** {f.severity.value} | {f.condition.value} | {f.confidence.value} confidence"
     if loc is not None:
-        head += f" | {code(common.where(loc))}"
+        head += f" | {_where(loc)}"
         if loc.wrapper:
             head += f" (line in the decoded payload; wrapper chain: {code(loc.wrapper)})"
     out = [head, "", "  " + text(_clip_chars(f.message, MAX_MESSAGE_CHARS)).replace("\n", "\n  ")]
-    if loc is not None and loc.snippet:
+    if loc is not None and loc.snippet and snippet_lines > 0:
         language = LANGUAGE.get(PurePosixPath(loc.file).suffix.lower(), "")
-        out += ["", _indent(fenced(_clip_lines(loc.snippet, MAX_SNIPPET_LINES), language))]
-    if f.path:
+        out += ["", _indent(fenced(_clip_lines(loc.snippet, snippet_lines), language))]
+    if f.path and snippet_lines > 0:
         out += ["", "  Evidence path:"]
-        for i, step in enumerate(f.path, 1):
+        # The source and the sink matter most: long paths keep both ends.
+        steps = f.path if len(f.path) <= snippet_lines + 2 else [*f.path[:1], *f.path[-(snippet_lines + 1):]]
+        for i, step in enumerate(steps, 1):
             snippet = step.snippet.strip().splitlines()[0] if step.snippet and step.snippet.strip() else ""
             wrapper = f" (payload of {code(step.wrapper)})" if step.wrapper else ""
             role = f"{text(step.role)}: " if step.role else ""

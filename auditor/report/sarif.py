@@ -2,13 +2,19 @@
 
 Decisions (documented in docs/report-schema.md, "SARIF mapping"):
 
-* URIs are repository-relative POSIX paths under ``%SRCROOT%`` (``records/<track>/<folder>/<file>``).
+* URIs are repository-relative POSIX paths under ``%SRCROOT%`` (``records/<track>/<folder>/<file>``)
+  in every mode: a folder audited outside a records tree is placed under its track (the
+  submission's own ``track``, else ``track_10min_16mb``, marked ``pgolf/trackAssumed``). No
+  machine path appears anywhere (``%SRCROOT%`` has a description, no ``uri``).
 * Unwrapped code: the finding's line is a line of the *decoded payload*, which does not exist in
-  the shipped wrapper file. The result points at line 1 of the shipped file (so GitHub can show it),
-  and the payload line, wrapper chain and payload snippet go into the message text and into
-  ``properties`` (``pgolf/payloadLine``, ``pgolf/wrapper``, ``pgolf/payloadSnippet``).
-* Findings without a location point at line 1 of the record's README.md (GitHub drops
-  location-less results) and say so in ``properties["pgolf/locationless"]``.
+  the shipped wrapper file. The region is the shipped file's line that holds the payload (the
+  wrapper line); the payload line and snippet are in the message text (what code scanning shows)
+  and in a ``relatedLocations`` entry, and in ``properties`` (``pgolf/payloadLine``, ...).
+* Findings about a folder (a missing file, the folder's contents) and findings without a
+  location point at line 1 of a file the folder does have (README.md, submission.json, the entry
+  script, ...), marked ``pgolf/folderFinding``; with no such file they become run-level
+  notifications (GitHub drops location-less results).
+* ``defaultConfiguration.level`` of each rule is the level its results in this run use.
 * Columns are not emitted (code scanning does not need them).
 * ``driver.rules`` holds only the rules that have results; ``security-severity`` follows the
   severity, ``precision`` the confidence; only C1-C4 rules carry the ``security`` tag, so GitHub
@@ -24,7 +30,7 @@ from typing import Any
 
 import rules
 from auditor.findings import DOCS_BASE_URL, rule_reference
-from auditor.models import AuditReport, Confidence, Finding, Location, Severity, Verdict
+from auditor.models import AuditReport, Confidence, Finding, Location, RecordAudit, Severity, Verdict
 from auditor.report import common
 from auditor.report.json_report import json_safe
 
@@ -93,7 +99,9 @@ def _rule_descriptor(rule_id: str, sample: Finding) -> dict[str, Any]:
 
 def _physical(uri: str, loc: Location | None) -> dict[str, Any]:
     region: dict[str, Any] = {"startLine": 1}
-    if loc is not None and not loc.wrapper and loc.line is not None and loc.line >= 1:
+    if loc is not None and loc.wrapper:
+        region = {"startLine": loc.wrapper_line if loc.wrapper_line and loc.wrapper_line >= 1 else 1}
+    elif loc is not None and loc.line is not None and loc.line >= 1:
         region = {"startLine": loc.line}
         if loc.end_line is not None and loc.end_line >= loc.line:
             region["endLine"] = loc.end_line
@@ -102,16 +110,54 @@ def _physical(uri: str, loc: Location | None) -> dict[str, Any]:
     return {"artifactLocation": {"uri": uri, "uriBaseId": SRCROOT}, "region": region}
 
 
+ANCHOR_PREFERENCE = ("README.md", "submission.json")
+
+
+def _is_folder(loc: Location | None) -> bool:
+    return loc is None or loc.role == "folder" or loc.file.replace("\\", "/").rstrip("/") in ("", ".")
+
+
+def _anchor(record: RecordAudit | None) -> str | None:
+    """A file the record folder has, for findings about the folder itself."""
+    if record is None or not record.files:
+        return None
+    files = record.files
+    entry = next((s["file"] for s in record.sources if s.get("entry")), None)
+    for name in (*ANCHOR_PREFERENCE, entry):
+        if name and name in files:
+            return name
+    return next((f for f in files if f.endswith(".json")), files[0])
+
+
+def record_base(record: RecordAudit, options: dict) -> tuple[str, bool]:
+    """The record folder as a repository path, and whether its track was assumed."""
+    rel = common.repo_relative(record.path, options)
+    if rel.startswith("records/"):
+        return rel, False
+    track = record.track
+    claimed = (record.claimed or {}).get("track")
+    if not track and isinstance(claimed, str) and re.fullmatch(r"[\w.-]+", claimed):
+        track = claimed if claimed.startswith("track_") else f"track_{claimed}"
+    return f"records/{track or 'track_10min_16mb'}/{record.name}", not track
+
+
 def _location(
-    record_path: str | None, loc: Location | None, options: dict
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A SARIF location and the extra properties it needs (payload line, locationless)."""
+    record: RecordAudit | None, loc: Location | None, options: dict
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A SARIF location and the extra properties it needs (payload line, folder finding), or None
+    when there is no file to point at (the caller makes a notification)."""
     extra: dict[str, Any] = {}
-    if loc is None:
-        uri = common.file_path(record_path, "README.md", options) if record_path else "README.md"
-        extra["pgolf/locationless"] = True
+    base, assumed = record_base(record, options) if record is not None else (None, False)
+    if assumed:
+        extra["pgolf/trackAssumed"] = True
+    if _is_folder(loc) or (record is not None and loc.file.rstrip("/") in (record.path, base)):
+        anchor = _anchor(record)
+        if anchor is None:
+            return None
+        extra["pgolf/folderFinding"] = True
+        uri, loc = f"{base}/{anchor}", None
     else:
-        uri = common.file_path(record_path, loc.file, options)
+        uri = f"{base}/{_inside(record, loc.file, options)}" if base else common.file_path(None, loc.file, options)
         if loc.wrapper:
             extra["pgolf/wrapper"] = loc.wrapper
             extra["pgolf/payloadLine"] = loc.line
@@ -122,6 +168,13 @@ def _location(
     return {"physicalLocation": _physical(uri, loc)}, extra
 
 
+def _inside(record: RecordAudit, file: str, options: dict) -> str:
+    """A Location.file (relative to its record folder; rarely absolute) as a path inside it."""
+    full = common.file_path(record.path, file, options)
+    rel = common.repo_relative(record.path, options)
+    return full[len(rel) + 1 :] if rel not in ("", ".") and full.startswith(rel + "/") else full
+
+
 def _fingerprint(rule_id: str, uri: str, loc: Location | None, message: str) -> str:
     # Stable across unrelated edits: the snippet (whitespace-normalized) rather than the line number.
     anchor = re.sub(r"\s+", " ", loc.snippet).strip() if loc and loc.snippet else message
@@ -129,10 +182,13 @@ def _fingerprint(rule_id: str, uri: str, loc: Location | None, message: str) -> 
     return hashlib.sha256(f"{rule_id}\0{uri}\0{wrapper}\0{anchor}".encode()).hexdigest()[:32]
 
 
-def _code_flow(record_path: str | None, f: Finding, options: dict) -> dict[str, Any]:
+def _code_flow(record: RecordAudit | None, f: Finding, options: dict) -> dict[str, Any] | None:
     steps = []
     for step in f.path:
-        location, extra = _location(record_path, step, options)
+        placed = _location(record, step, options)
+        if placed is None:
+            continue
+        location, extra = placed
         parts = [step.role or "step", common.where(step)]
         if step.wrapper:
             parts.append(f"(decoded payload of {step.wrapper})")
@@ -143,7 +199,7 @@ def _code_flow(record_path: str | None, f: Finding, options: dict) -> dict[str, 
         if extra:
             flow_location["properties"] = extra
         steps.append(flow_location)
-    return {"threadFlows": [{"locations": steps}]}
+    return {"threadFlows": [{"locations": steps}]} if steps else None
 
 
 def _message(f: Finding) -> str:
@@ -157,18 +213,43 @@ def _message(f: Finding) -> str:
     return _clip(text, MAX_MESSAGE)
 
 
+def _related(location: dict[str, Any], loc: Location | None) -> list[dict[str, Any]]:
+    """For unwrapped code: the payload line, shown beside the wrapper line it was decoded from."""
+    if loc is None or not loc.wrapper or not loc.line:
+        return []
+    snippet = loc.snippet.strip().splitlines()[0] if loc.snippet and loc.snippet.strip() else ""
+    return [{
+        "id": 1,
+        "physicalLocation": location["physicalLocation"],
+        "message": {"text": _clip(f"decoded payload line {loc.line} ({loc.wrapper}): {snippet}", MAX_DESCRIPTION)},
+    }]
+
+
 def to_sarif(report: AuditReport) -> dict[str, Any]:
     options = report.options or {}
-    scoped = [(r.path, f) for r in report.records for f in r.findings] + [(None, f) for f in report.findings]
+    scoped = [(r, f) for r in report.records for f in r.findings] + [(None, f) for f in report.findings]
     rule_index: dict[str, int] = {}
     descriptors: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
+    notifications: list[dict[str, Any]] = []
     seen_prints: dict[str, int] = {}
-    for record_path, f in scoped:
+    levels: dict[str, set[Severity]] = {}
+    for record, f in scoped:
+        record_path = record_base(record, options)[0] if record else None  # never a machine path
+        placed = _location(record, f.location, options)
+        if placed is None:  # nothing in the folder to point at: say it at run level
+            notifications.append({
+                "level": LEVEL[f.severity],
+                "message": {"text": _clip(f"{f.rule_id}: {record_path + ': ' if record_path else ''}{f.message}",
+                                          MAX_MESSAGE)},
+                "descriptor": {"id": f.rule_id},
+            })
+            continue
         if f.rule_id not in rule_index:
             rule_index[f.rule_id] = len(descriptors)
             descriptors.append(_rule_descriptor(f.rule_id, f))
-        location, extra = _location(record_path, f.location, options)
+        levels.setdefault(f.rule_id, set()).add(f.severity)
+        location, extra = placed
         uri = location["physicalLocation"]["artifactLocation"]["uri"]
         fingerprint = _fingerprint(f.rule_id, uri, f.location, f.message)
         seen_prints[fingerprint] = seen_prints.get(fingerprint, 0) + 1
@@ -192,12 +273,21 @@ def to_sarif(report: AuditReport) -> dict[str, Any]:
                 **extra,
             },
         }
-        if f.path:
-            result["codeFlows"] = [_code_flow(record_path, f, options)]
+        if related := _related(location, f.location):
+            result["relatedLocations"] = related
+        if f.path and (flow := _code_flow(record, f, options)):
+            result["codeFlows"] = [flow]
         results.append(result)
 
-    notifications = [
-        {"level": "error", "message": {"text": f"{r.path}: {r.error}"}, "descriptor": {"id": "audit-error"}}
+    # A rule's default level is the level its results use (a rule downgraded for this record,
+    # e.g. an unreachable or dated finding, must not be declared as an error).
+    order = (Severity.INFO, Severity.WARNING, Severity.ERROR)
+    for rule_id, index in rule_index.items():
+        descriptors[index]["defaultConfiguration"]["level"] = LEVEL[max(levels[rule_id], key=order.index)]
+
+    where = {r.path: record_base(r, options)[0] for r in report.records}
+    notifications += [
+        {"level": "error", "message": {"text": f"{where[r.path]}: {r.error}"}, "descriptor": {"id": "audit-error"}}
         for r in report.records
         if r.error
     ]
@@ -213,10 +303,9 @@ def to_sarif(report: AuditReport) -> dict[str, Any]:
         invocation["endTimeUtc"] = report.generated_at
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
-    srcroot: dict[str, Any] = {"description": {"text": "Root of the audited repository checkout"}}
-    root = options.get("root")
-    if isinstance(root, str) and root.startswith("/"):
-        srcroot["uri"] = "file://" + root.rstrip("/") + "/"
+    # No "uri": the consumer (code scanning) resolves %SRCROOT% to its checkout; a local path
+    # here would leak the auditing machine's layout and resolve to nothing elsewhere.
+    srcroot: dict[str, Any] = {"description": {"text": "Root of the audited repository (records/... paths)"}}
     run = {
         "tool": {
             "driver": {
@@ -233,9 +322,9 @@ def to_sarif(report: AuditReport) -> dict[str, Any]:
         "properties": {
             "verdict": report.verdict.value,
             "reportSchemaVersion": report.schema_version,
-            "records": {r.path: r.verdict.value for r in report.records},
-            "compliance": {r.path: r.compliance.value for r in report.records if r.compliance},
-            "eligibility": {r.path: r.eligibility.status.value for r in report.records if r.eligibility},
+            "records": {where[r.path]: r.verdict.value for r in report.records},
+            "compliance": {where[r.path]: r.compliance.value for r in report.records if r.compliance},
+            "eligibility": {where[r.path]: r.eligibility.status.value for r in report.records if r.eligibility},
         },
     }
     return {"$schema": SARIF_SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}
