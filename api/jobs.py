@@ -291,7 +291,11 @@ class JobRunner:
                 result = {"ok": False, "error": "the worker process ran out of memory "
                                                 f"(limit {self.settings.worker_memory_mb} MB)"}
             except Exception as exc:  # noqa: BLE001 - e.g. the spec could not be pickled
-                result = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+                # Raised in the worker outside the audit (its initializer, its imports): under an
+                # address-space cap that is most often the cap, so the message names it.
+                cap = self.settings.worker_memory_mb
+                hint = f" (the worker runs under a {cap} MB memory limit)" if cap and cap > 0 else ""
+                result = {"ok": False, "error": f"the worker process failed{hint}: {type(exc).__name__}: {exc}"}
             self.metrics.audit_seconds.observe(time.monotonic() - started)
             if result.get("ok"):
                 self._store_success(audit_id, result)

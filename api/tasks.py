@@ -74,6 +74,21 @@ def _failure(message: str, exit_code: int = 4) -> dict[str, Any]:
 def run_static(spec: dict[str, Any]) -> dict[str, Any]:
     """One static audit. ``spec``: kind (git|pr|upload), repo, ref, base, commit, base_commit,
     upload (bytes), options_json, timeout_s, limits (archive limits), workroot."""
+    try:
+        return _run_static(spec)
+    except Exception as exc:  # noqa: BLE001 - whatever escaped (even the imports), as a job failure
+        return _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> dict[str, Any]:
+    limit_mb = _memory_limit_reached()
+    if limit_mb is not None:
+        return _failure(f"the audit ran out of memory (limit {limit_mb} MB per worker process "
+                        f"reached; it surfaced as {type(exc).__name__}: {exc})", 5)
+    return _failure(f"internal error: {type(exc).__name__}: {exc}", 5)
+
+
+def _run_static(spec: dict[str, Any]) -> dict[str, Any]:
     from api.archive import ArchiveError, Limits, extract
     from auditor.errors import PgolfError
 
@@ -115,11 +130,7 @@ def run_static(spec: dict[str, Any]) -> dict[str, Any]:
     except MemoryError:
         return _failure("the audit ran out of memory (limit per worker process reached)", 5)
     except Exception as exc:  # noqa: BLE001 - a bug in pgolf: keep the job's message useful
-        limit_mb = _memory_limit_reached()
-        if limit_mb is not None:
-            return _failure(f"the audit ran out of memory (limit {limit_mb} MB per worker process "
-                            f"reached; it surfaced as {type(exc).__name__}: {exc})", 5)
-        return _failure(f"internal error: {type(exc).__name__}: {exc}", 5)
+        return _unexpected(exc)
     finally:
         signal.alarm(0)
 

@@ -846,6 +846,27 @@ class Interpreter:
             old = self.eval_quiet(act, base)
             self.store_attr(act, base, join(old, add), act.stmt or base)
 
+    def _append_tuple(self, act: Act, name: str, before: V, item: V) -> None:
+        """``name.append(item)``: a list that only ever receives tuples of one size keeps, per
+        position, what its tuples hold (``V.elem``); anything else appended ends that structure."""
+        carries = item.labels or item.objs or item.items is not None
+        if not carries:  # appending None / a constant: nothing to track, the structure stays
+            elem = before.elem
+        elif item.items is None or len(item.items) > 16:
+            return
+        elif before.elem is not None and len(before.elem) == len(item.items):
+            elem = tuple(join(a, b) for a, b in zip(before.elem, item.items))
+        elif before.elem is None and not before.labels and not before.objs:
+            elem = tuple(item.items)  # the first tuple into a fresh list
+        else:
+            return
+        if elem is None:
+            return
+        cur = act.env.get(name)
+        if cur is None or (name not in act.env and name not in act.params):
+            return
+        act.env[name] = V(cur.labels, cur.objs, cur.form, cur.const, cur.agg, cur.items, elem)
+
     def _mutate_closure(self, act: Act, name: str, add: V) -> None:
         f = act.func.parent
         while f is not None:
@@ -1156,7 +1177,15 @@ class Interpreter:
         if isinstance(sl, ast.Slice) or _all_slices(sl):
             return self._slice_read(act, node, base, sl)
         idx = self.eval_index(act, sl)
+        if base.elem is not None and not idx.labels:
+            # One tuple of a list of tuples, picked by a plain index (a loop counter).
+            return self._tuple_of(base)
         return self._index_read(act, node, base, idx, sl)
+
+    @staticmethod
+    def _tuple_of(lst: V) -> V:
+        j = join(*lst.elem)
+        return V(j.labels, j.objs, agg=j.agg, items=lst.elem)
 
     def eval_index(self, act: Act, sl: ast.AST) -> V:
         if isinstance(sl, ast.Tuple):
@@ -1558,6 +1587,8 @@ class Interpreter:
         return self._element_of(it)
 
     def _element_of(self, it: V) -> V:
+        if it.elem is not None:
+            return self._tuple_of(it)
         items = getattr(it, "items", None)
         if items:
             j = join(*items)
@@ -1979,6 +2010,8 @@ class Interpreter:
                     act, act.stmt or node, node.func.value, args[0], node.args[0] if node.args else None
                 )
             self._mutate(act, node.func.value, val)
+            if tail == "append" and args and isinstance(node.func.value, ast.Name):
+                self._append_tuple(act, node.func.value.id, recv, args[0])
             if (
                 tail in ("append", "extend")
                 and args

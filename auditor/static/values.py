@@ -97,15 +97,21 @@ NOCONST: Any = _NoConst()
 class V:
     """An abstract value. Treat as immutable."""
 
-    __slots__ = ("agg", "const", "form", "items", "labels", "objs")
+    __slots__ = ("agg", "const", "elem", "form", "items", "labels", "objs")
 
-    def __init__(self, labels=None, objs=frozenset(), form=None, const=NOCONST, agg=False, items=None):
+    def __init__(
+        self, labels=None, objs=frozenset(), form=None, const=NOCONST, agg=False, items=None, elem=None
+    ):
         self.labels: dict[str, Chain] = labels if labels is not None else {}
         self.objs: frozenset = objs
         self.form: tuple[int, bool, bool] | None = form
         self.const: Any = const
         self.agg: bool = agg
         self.items: tuple[V, ...] | None = items  # element values of a fixed-size tuple/list
+        # A list of same-size tuples (``keys.append((pos, ctx_key, full_key))``): per position, what
+        # any of its tuples holds there, so ``a, b, c = keys[i]`` keeps a context key apart from a
+        # target key stored beside it.
+        self.elem: tuple[V, ...] | None = elem
 
     def __repr__(self) -> str:  # debugging aid
         parts = [",".join(sorted(self.labels))]
@@ -136,20 +142,20 @@ class V:
         labels = dict(self.labels)
         for k, c in add.items():
             labels.setdefault(k, c)
-        return V(labels, self.objs, self.form, self.const, self.agg, self.items)
+        return V(labels, self.objs, self.form, self.const, self.agg, self.items, self.elem)
 
     def with_label(self, label: str, chain: Chain) -> V:
         if label in self.labels:
             return self
         labels = dict(self.labels)
         labels[label] = chain
-        return V(labels, self.objs, self.form, self.const, self.agg, self.items)
+        return V(labels, self.objs, self.form, self.const, self.agg, self.items, self.elem)
 
     def without(self, drop) -> V:
         if not any(k in self.labels for k in drop):
             return self
         labels = {k: c for k, c in self.labels.items() if k not in drop}
-        return V(labels, self.objs, self.form, self.const, self.agg, self.items)
+        return V(labels, self.objs, self.form, self.const, self.agg, self.items, self.elem)
 
     def only_data(self) -> V:
         """The labels only (no objects, position form or constant)."""
@@ -171,7 +177,8 @@ class V:
         items = None
         if self.items is not None:
             items = tuple(i.stepped(step) for i in self.items)
-        return V(labels, self.objs, self.form, self.const, self.agg, items)
+        elem = tuple(e.stepped(step) for e in self.elem) if self.elem is not None else None
+        return V(labels, self.objs, self.form, self.const, self.agg, items, elem)
 
     def as_agg(self) -> V:
         if self.agg:
@@ -220,7 +227,21 @@ def join(*vals: V) -> V:
         v.items is not None and len(v.items) == len(shaped[0].items) and _items_cover(v) for v in shaped
     ):
         items = tuple(join(*(v.items[i] for v in shaped)) for i in range(len(shaped[0].items)))
-    return V(labels, objs, form, c0 if same_const else NOCONST, any(v.agg for v in vals), items)
+    # The same for a list of tuples: its element structure survives a merge with a fresh list.
+    elem = None
+    lists = [v for v in shaped if v.elem is not None or v.items != () or v.labels or v.objs]  # [] is fresh
+    if lists and lists[0].elem and all(
+        v.elem is not None and len(v.elem) == len(lists[0].elem) and _elem_cover(v) for v in lists
+    ):
+        elem = tuple(join(*(v.elem[i] for v in lists)) for i in range(len(lists[0].elem)))
+    return V(labels, objs, form, c0 if same_const else NOCONST, any(v.agg for v in vals), items, elem)
+
+
+def _elem_cover(v: V) -> bool:
+    covered: set[str] = set()
+    for e in v.elem or ():
+        covered.update(e.labels)
+    return covered >= set(v.labels)
 
 
 def _items_cover(v: V) -> bool:
