@@ -480,3 +480,30 @@ def test_hooks_never_run(tmp_path: Path, work: Path, monkeypatch: pytest.MonkeyP
     with checkout_git(url, pr_ref(7), "main", work) as co:
         assert (co.tmpdir / "git" / "hooks" / "reference-transaction").exists()  # installed...
     assert not marker.exists()  # ...but never run
+
+
+def test_a_base_history_the_source_cannot_pack_falls_back_to_a_local_merge_base(tmp_path: Path, work: Path) -> None:
+    """A partial mirror (objects missing from main's later history, as in a blob-filtered clone)
+    cannot serve a shallow fetch of main ("pack-objects died"); in a local repository the merge
+    base is computed where the history is and only that commit is fetched."""
+    src = tmp_path / "src"
+    src.mkdir()
+    git(src, "init", "-q")
+    set_tree(src, base_tree())
+    fork = commit(src, "base")
+    set_tree(src, base_tree() | {"big.bin": "x" * 5000})
+    commit(src, "main adds a large file")
+    set_tree(src, base_tree() | {"CHANGELOG.md": "later\n"})
+    commit(src, "main removes it")
+    git(src, "checkout", "-q", "-b", "pr", fork)
+    set_tree(src, base_tree() | new_record())
+    head = commit(src, "submission")
+    git(src, "checkout", "-q", "main")
+    blob = git(src, "rev-parse", "HEAD~1:big.bin")
+    (src / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # the mirror lacks this object
+
+    with checkout_git(str(src), head, "main", work) as co:
+        assert co.merge_base_found and co.base_commit == fork
+        assert co.added_records == [NEW] and co.outside_changes == []
+        assert any("computed in the source repository" in n for n in co.notes)
+        assert co.records and co.records[0].opened  # the PR's first commit dates the submission
