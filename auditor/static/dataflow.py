@@ -1010,6 +1010,10 @@ class Interpreter:
         """``table[key] (+)= v`` with a key derived from validation data: state keyed by tokens."""
         if not idx.has_any((VAL, TGT, TMIX)) or idx.agg:
             return
+        if idx.form is not None and not idx.has_any((TGT, TMIX, TOK)):
+            # Written at positions (which ones may depend on the data), not at token values: a
+            # per-position buffer (``best_p[fill_idx] = p``), not state keyed by what was seen.
+            return
         if not self._persistent(act, table):
             return
         labels = dict(idx.labels)
@@ -2034,6 +2038,14 @@ class Interpreter:
             if data.has(VAL) and not data.has(ATT) and not data.has(SEL):
                 self.emit(act, "artifact", node, data.labels, sink=name)
             return V(data.labels)
+        # --- positions selected by a mask -----------------------------------------------------------
+        if tail in ("nonzero", "flatnonzero", "argwhere") or (tail == "where" and not is_method and len(args) == 1):
+            # The indices where a mask holds are positions (which ones depends on the data): a
+            # buffer written at them is per position, not a table keyed by token values.
+            sel = combine(allv)
+            pos = V({k: c for k, c in sel.labels.items() if k not in (TOK, DIST)}, form=SYMBOL)
+            # np.nonzero / np.where(mask) give a tuple of index arrays (``[0]`` is the first axis).
+            return _with_items(pos, (pos,)) if tail in ("nonzero", "where") else pos
         # --- reductions -----------------------------------------------------------------------------
         if tail in lib.REDUCTIONS or (
             tail in ("max", "min", "amax", "amin", "logsumexp") and (is_method and not args and not kwargs)
