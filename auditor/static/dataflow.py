@@ -21,6 +21,7 @@ What is tracked (see ``values.py`` for the labels):
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -2159,6 +2160,14 @@ class Interpreter:
                 if targets:
                     return self._call_targets(act, node, targets, [], {})
             return kwargs.get("default", EMPTY)
+        if name in ("importlib.import_module", "__import__", "importlib.__import__") and args:
+            # A module imported by name is the module itself: its calls (urlopen, get, connect)
+            # are the library calls they name, so the network rules see them.
+            mod = args[0].const
+            if isinstance(mod, str) and re.fullmatch(r"[A-Za-z_][\w.]*", mod):
+                if name != "importlib.import_module" and not (len(args) >= 4 and args[3].const):
+                    mod = mod.split(".")[0]  # __import__("a.b") is package a, unless a fromlist is given
+                return V(objs=frozenset({("mod", mod)}))
         if name in ("getattr",) and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
             v = self.load_attr(act, args[0], str(node.args[1].value), node)
             return join(v, args[2]) if len(args) > 2 else v
@@ -2470,6 +2479,7 @@ class Interpreter:
 
 
 _BUILTINS = {
+    "__import__",
     "len",
     "range",
     "min",
