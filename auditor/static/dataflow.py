@@ -847,6 +847,34 @@ class Interpreter:
             old = self.eval_quiet(act, base)
             self.store_attr(act, base, join(old, add), act.stmt or base)
 
+    def _choice_at_target(
+        self, act: Act, node: ast.Call, tail: str, is_method: bool, recv: V | None, args: list[V], kwargs: dict
+    ) -> V | None:
+        """``losses.argmin(dim=0)`` / ``np.min(nll, axis=0)`` over values *at the target* (per-token
+        losses of several predictors or passes): picking, per token, the predictor that scored the
+        realized token best. The index (or the minimum) depends on x_t: GATE."""
+        base = recv if is_method else (args[0] if args else None)
+        rest = list(args) if is_method else list(args[1:])
+        if base is None or base.agg or not base.has_any((ATT, TKEY)):
+            return None
+        axis = kwargs.get("dim", kwargs.get("axis"))
+        if axis is None and rest:
+            axis = rest[0]
+        # min/max: an axis reduction only; min(a, b) of two tensors is element-wise (handled elsewhere)
+        reduces_axis = axis is not None and isinstance(axis.const, int) and not isinstance(axis.const, bool)
+        if tail in ("min", "max", "amin", "amax") and not reduces_axis:
+            return None
+        src = base.labels.get(ATT) or base.labels[TKEY]
+        step = Step(act.func.file.idx, node.lineno, "via", "comparison of target-dependent values")
+        labels = {k: c for k, c in base.labels.items() if k not in (DIST, TOK)}
+        labels[GATE] = extend(src, step)
+        if tail.startswith(("arg", "nanarg")):
+            labels.pop(ATT, None)  # an index into the predictors, not a score itself
+            labels.pop(TKEY, None)
+        out = V(labels)
+        # torch's min/max along a dim return (values, indices)
+        return _with_items(out, (out, V({GATE: labels[GATE]}))) if tail in ("min", "max") and is_method else out
+
     def _append_tuple(self, act: Act, name: str, before: V, item: V) -> None:
         """``name.append(item)``: a list that only ever receives tuples of one size keeps, per
         position, what its tuples hold (``V.elem``); anything else appended ends that structure."""
@@ -2039,6 +2067,11 @@ class Interpreter:
             if data.has(VAL) and not data.has(ATT) and not data.has(SEL):
                 self.emit(act, "artifact", node, data.labels, sink=name)
             return V(data.labels)
+        # --- a per-token choice among values at the target (oracle gates) -----------------------------
+        if tail in ("argmin", "argmax", "nanargmin", "nanargmax", "min", "max", "amin", "amax"):
+            chosen = self._choice_at_target(act, node, tail, is_method, recv, args, kwargs)
+            if chosen is not None:
+                return chosen
         # --- positions selected by a mask -----------------------------------------------------------
         if tail in ("nonzero", "flatnonzero", "argwhere") or (tail == "where" and not is_method and len(args) == 1):
             # The indices where a mask holds are positions (which ones depends on the data): a
@@ -2315,6 +2348,8 @@ class Interpreter:
             labels[TKEY] = extend(
                 index.labels[TMIX], Step(fidx, line, "via", "gathered with a key built from the target")
             )
+        if index.has(GATE) and not index.agg:  # values picked by a target-dependent choice
+            labels.setdefault(GATE, extend(index.labels[GATE], Step(fidx, line, "via", "selection by a target-dependent choice")))
         return V(labels, agg=base.agg)
 
     def _temporary_optimizer(self, act: Act, node: ast.Call) -> bool:
