@@ -181,7 +181,13 @@ class Program:
                 wrapper=getattr(src, "wrapper", None),
             )
             self.files.append(info)
-            self.by_module.setdefault(module, info)
+            known = self.by_module.get(module)
+            # A wrapped module is its decoded payload: that is the code an import of it runs (the
+            # shipped file only decodes and execs it), so the deepest layer of that file wins.
+            if known is None or (
+                known.path == path and getattr(src, "depth", 0) > getattr(known.source, "depth", 0)
+            ):
+                self.by_module[module] = info
         for info in self.files:
             self._index_file(info)
 
