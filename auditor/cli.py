@@ -85,10 +85,6 @@ def audit(
     recompute_code_size: Annotated[
         bool, typer.Option(help="Re-minify virtual wrappers to recompute code bytes (cached).")
     ] = True,
-    max_static_bytes: Annotated[
-        int,
-        typer.Option(min=1, help="Budget of unwrapped code bytes the C1-C4 detectors analyse per record."),
-    ] = 4 * 1024 * 1024,
     rerun: Annotated[bool, typer.Option(help="Also rerun each record in the sandbox (slow).")] = False,
     jobs: Annotated[int | None, typer.Option(help="Parallel worker processes for trees.")] = None,
 ) -> None:
@@ -99,7 +95,6 @@ def audit(
         baseline=baseline,
         policy=policy.value,
         static=static,
-        max_static_bytes=max_static_bytes,
         recompute_code_size=recompute_code_size,
         rerun=rerun,
     )

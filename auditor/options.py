@@ -17,9 +17,6 @@ class AuditOptions(BaseModel):
     baseline: str | None = None  # a baseline record folder, or a leaderboard row (folder name)
     policy: Policy = "both"
     static: bool = True  # the C1-C4 dataflow detectors
-    # Bytes of (unwrapped) code the C1-C4 dataflow analyses per record. Real records are < 300 KB;
-    # a 50 MB script would cost minutes and gigabytes. Over it: HYG010, never silence or PASS.
-    max_static_bytes: int = 4 * 1024 * 1024
     recompute_code_size: bool = True  # re-minify virtual wrappers (cached; slow on a cold cache)
     rerun: bool = False  # dynamic rerun in the sandbox (needs the train extra)
     rerun_probes: tuple[str, ...] = ("trace", "gibbs", "causal")

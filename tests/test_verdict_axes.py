@@ -7,7 +7,6 @@ these tests pin both directions, through the pipeline, the CLI and the service's
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,23 +155,3 @@ def test_network_stays_a_compliance_fail():
     net = finding("HYG008", "urllib.request.urlopen reachable from the eval")
     assert verdict.axis(net) == "compliance"
     assert verdict.decide([net]) is Verdict.FAIL
-
-
-def test_code_over_the_static_budget_is_not_analysed_and_never_passes(tmp_path):
-    """A record whose unwrapped code exceeds the analysis budget is reported (HYG010, with the
-    sizes) and asks for review: the illegal code inside is not silently accepted."""
-    from auditor import intake
-    from auditor.pipeline import audit_record
-
-    folder = tmp_path / "record"
-    folder.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[1] / "rules" / "fixtures" / "C301" / "flag_prequant_ttt.py",
-                folder / "train_gpt.py")
-    record = intake.discover_records(folder)[0]
-    full = audit_record(record, AuditOptions())
-    assert full.compliance.value == "FAIL"
-    capped = audit_record(record, AuditOptions(max_static_bytes=100))
-    hyg = [f for f in capped.findings if f.rule_id == "HYG010"]
-    assert hyg and hyg[0].data["skipped"] == "budget" and hyg[0].data["budget_bytes"] == 100
-    assert capped.verdict.value == "NEEDS_REVIEW" and capped.compliance.value == "NEEDS_REVIEW"
-    assert not any(f.rule_id.startswith("C3") for f in capped.findings)

@@ -48,19 +48,6 @@ def check(ctx: RecordContext) -> list[Finding]:
                 )
             )
         return out
-    size = sum(len(src.text.encode("utf-8", "replace")) for src in parsed)
-    if size > ctx.options.max_static_bytes:
-        biggest = max(parsed, key=lambda src: len(src.text))
-        return out + [
-            finding(
-                "HYG010",
-                f"the code to analyse is {size:,} bytes, over the static analysis budget of "
-                f"{ctx.options.max_static_bytes:,} bytes (--max-static-bytes): the C1-C4 detectors "
-                "checked nothing (a real record is under 300 KB unwrapped)",
-                location=Location(file=biggest.path, wrapper=biggest.wrapper),
-                data={"skipped": "budget", "code_bytes": size, "budget_bytes": ctx.options.max_static_bytes},
-            )
-        ]
     config = StaticConfig(
         readme_env=_readme_env(ctx),
         hyperparameters=[log.hyperparameters for log in ctx.unique_logs if log.hyperparameters],
