@@ -1130,51 +1130,16 @@ def _fetch(git: _Git, url: str, ref: str, local: str, depth: int, max_fetch_byte
     return os.fsdecode(sha.stdout).strip()
 
 
-def _local_git_dir(repo: str) -> Path | None:
+def _local_git(repo: str, args: list[str], timeout_s: float) -> str | None:
+    """The output of a read-only git command run in a local source repository (its .git, or the
+    bare repository itself); None when ``repo`` is not local or the command fails."""
     local = Path(repo).expanduser()
     if not local.exists():
         return None
-    return local / ".git" if (local / ".git").exists() else local
-
-
-def _local_merge_base(repo: str, commit: str, base: str, timeout_s: float) -> tuple[str, str] | None:
-    """(base tip, merge base of ``commit`` and ``base``) computed in a local source repository."""
-    git_dir = _local_git_dir(repo)
-    if git_dir is None:
-        return None
-    out = []
-    for args in (["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], ["merge-base", commit, base]):
-        try:
-            res = subprocess.run(
-                [shutil.which("git") or "git", "--git-dir", str(git_dir), *args],
-                capture_output=True, check=False, timeout=timeout_s, env=_git_env(), stdin=subprocess.DEVNULL,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        sha = os.fsdecode(res.stdout).strip()
-        if res.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}", sha):
-            return None
-        out.append(sha)
-    return out[0], out[1]
-
-
-def _expand_short_sha(repo: str, ref: str, timeout_s: float) -> str | None:
-    """A short SHA cannot be fetched by name; in a local repository it can be resolved first."""
-    local = Path(repo).expanduser()
-    if not re.fullmatch(r"[0-9a-fA-F]{7,39}", ref) or not local.exists():
-        return None
-    git_dir_guess = local / ".git" if (local / ".git").exists() else local
+    git_dir = local / ".git" if (local / ".git").exists() else local
     try:
         res = subprocess.run(
-            [
-                shutil.which("git") or "git",
-                "--git-dir",
-                str(git_dir_guess),
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                f"{ref}^{{commit}}",
-            ],
+            [shutil.which("git") or "git", "--git-dir", str(git_dir), *args],
             capture_output=True,
             check=False,
             timeout=timeout_s,
@@ -1183,8 +1148,24 @@ def _expand_short_sha(repo: str, ref: str, timeout_s: float) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    sha = os.fsdecode(res.stdout).strip()
-    return sha if res.returncode == 0 and sha else None
+    out = os.fsdecode(res.stdout).strip()
+    return out if res.returncode == 0 and out else None
+
+
+def _local_merge_base(repo: str, commit: str, base: str, timeout_s: float) -> tuple[str, str] | None:
+    """(base tip, merge base of ``commit`` and ``base``) computed in a local source repository."""
+    tip = _local_git(repo, ["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], timeout_s)
+    merge_base = _local_git(repo, ["merge-base", commit, base], timeout_s)
+    if not all(sha and re.fullmatch(r"[0-9a-f]{40}", sha) for sha in (tip, merge_base)):
+        return None
+    return tip, merge_base
+
+
+def _expand_short_sha(repo: str, ref: str, timeout_s: float) -> str | None:
+    """A short SHA cannot be fetched by name; in a local repository it can be resolved first."""
+    if not re.fullmatch(r"[0-9a-fA-F]{7,39}", ref):
+        return None
+    return _local_git(repo, ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], timeout_s)
 
 
 def checkout_git(
@@ -1325,9 +1306,9 @@ def _checkout(
         # before it (author dates survive rebases, so this is never later than the PR's opening).
         res = git.run("log", "--format=%aI", f"{co.base_commit}..{co.commit}")
         stamps = os.fsdecode(res.stdout).split() if res.returncode == 0 else []
-        dates = sorted(stamps, key=lambda t: datetime.fromisoformat(t).astimezone(UTC))
+        first = min(stamps, key=lambda t: datetime.fromisoformat(t).astimezone(UTC), default=None)
         for rec in co.records:
-            rec.opened = dates[0] if dates else None
+            rec.opened = first
     return co
 
 

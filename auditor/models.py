@@ -144,7 +144,8 @@ class Significance(BaseModel):
     baseline: str | None = None
     baseline_reason: str | None = None  # why this baseline (given, or the frontier when submitted)
     candidate_date: str | None = None  # the date the baseline and the policies were chosen by
-    candidate_date_source: str | None = None  # "git" (first commit of the PR) | "submission.json" | "folder name"
+    # where that date came from: "the PR's first commit", "submission.json date", "the folder name"
+    candidate_date_source: str | None = None
     policies: list[str] = Field(default_factory=list)  # the policies in effect for this record
     notes: list[str] = Field(default_factory=list)  # e.g. a policy not applied because of its date
     rows: list[SignificanceRow] = Field(default_factory=list)

@@ -146,6 +146,7 @@ class TestOutcome(NamedTuple):
     df: float | None
     z_p_value: float | None
     note: str | None
+    z_stat: float | None = None  # (mean candidate - mean shifted baseline) / SE: negative = better
 
 
 class SignificanceResult(NamedTuple):
@@ -204,7 +205,7 @@ def one_sided_test(candidate: Sequence[float], baseline: Sequence[float], margin
             note = "one candidate run: one-sample t-test of the baseline runs against it"
     z = (float(c.mean()) - float(b.mean())) / se
     z_p = float(stats.norm.cdf(z))
-    return TestOutcome(t, p, df, z_p, note)
+    return TestOutcome(t, p, df, z_p, note, float(z))
 
 
 def _unit_values(runs: Sequence[SeedRun], unit: str) -> list[float | None]:
@@ -459,18 +460,14 @@ def assess(
 
 def submitter_z(candidate: Sequence[SeedRun], baseline: Baseline, unit: str) -> tuple[float, float] | None:
     """The z-test submitters compute by hand: mean improvement over the combined standard error,
-    each side's SEM = std / sqrt(n), no margin. (z, one-sided normal p), or None without spread."""
+    each side's SEM = std / sqrt(n), no margin. (z, one-sided normal p), or None without spread.
+    It is ``one_sided_test``'s normal approximation at margin 0, with the sign of an improvement."""
     c, _ = _clean(_unit_values(candidate, unit))
     b, _ = _clean(_unit_values(baseline.runs, unit))
-    if len(c) == 0 or len(b) == 0 or len(c) + len(b) < 3:
+    outcome = one_sided_test(c, b, 0.0)
+    if outcome.z_stat is None:
         return None
-    se = math.sqrt(
-        (c.var(ddof=1) / len(c) if len(c) > 1 else 0.0) + (b.var(ddof=1) / len(b) if len(b) > 1 else 0.0)
-    )
-    if not se > 0.0:
-        return None
-    z = float((b.mean() - c.mean()) / se)
-    return z, float(stats.norm.sf(z))
+    return -outcome.z_stat, outcome.z_p_value
 
 
 def _check_quoted_p(

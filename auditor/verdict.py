@@ -103,7 +103,7 @@ def eligibility(
             f"p={_p(r.p_value)}, alpha {r.alpha})"
             for r in failing
         ]
-        reasons += [n for n in significance.notes]
+        reasons += significance.notes
         return Eligibility(status=EligibilityStatus.NOT_A_NEW_RECORD, reasons=reasons)
     if unchecked:
         return Eligibility(status=EligibilityStatus.UNDETERMINED, reasons=[_reason(f) for f in unchecked])

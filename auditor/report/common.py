@@ -177,6 +177,11 @@ def file_path(record_path: str | None, file: str, options: dict | None = None) -
     return f"{base}/{file}" if base not in ("", ".") else file
 
 
+def is_folder(loc) -> bool:
+    """A finding about the record folder itself (a missing file, its contents), or with no place."""
+    return loc is None or loc.role == "folder" or loc.file.replace("\\", "/").rstrip("/") in ("", ".")
+
+
 def _strip_dot(path: str) -> str:
     while path.startswith("./"):
         path = path[2:]

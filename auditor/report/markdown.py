@@ -279,7 +279,7 @@ def _folded(findings: list[Finding], detail: Detail, *, decisive: int) -> tuple[
 def _where(loc, fmt=None) -> str:
     """Where a finding is, for a one-line summary: a file and line, or "the folder"."""
     fmt = fmt or code
-    if loc is None or loc.role == "folder" or loc.file.rstrip("/") in ("", "."):
+    if common.is_folder(loc):
         return "(the folder)"
     return fmt(common.where(loc))
 

@@ -113,10 +113,6 @@ def _physical(uri: str, loc: Location | None) -> dict[str, Any]:
 ANCHOR_PREFERENCE = ("README.md", "submission.json")
 
 
-def _is_folder(loc: Location | None) -> bool:
-    return loc is None or loc.role == "folder" or loc.file.replace("\\", "/").rstrip("/") in ("", ".")
-
-
 def _anchor(record: RecordAudit | None) -> str | None:
     """A file the record folder has, for findings about the folder itself."""
     if record is None or not record.files:
@@ -150,7 +146,7 @@ def _location(
     base, assumed = record_base(record, options) if record is not None else (None, False)
     if assumed:
         extra["pgolf/trackAssumed"] = True
-    if _is_folder(loc) or (record is not None and loc.file.rstrip("/") in (record.path, base)):
+    if common.is_folder(loc) or (record is not None and loc.file.rstrip("/") in (record.path, base)):
         anchor = _anchor(record)
         if anchor is None:
             return None

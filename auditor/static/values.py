@@ -216,38 +216,36 @@ def join(*vals: V) -> V:
     form = formed[0].form if formed and all(v.form == formed[0].form for v in formed) else None
     c0 = first.const
     same_const = c0 is not NOCONST and all(_same_const(v.const, c0) for v in vals)
-    items = None
     # Element structure survives a merge with values that carry nothing (``stats = zeros(3)`` before
     # a loop of ``stats += stack([...])``), but only while the elements still account for every label
     # of their value: a container mutated as a whole (labels beyond its items) merges as a whole.
     shaped = [
         v for v in vals if v.items is not None or v.labels or v.objs or v.form is not None or v.const is not NOCONST
     ]
-    if shaped and shaped[0].items and all(
-        v.items is not None and len(v.items) == len(shaped[0].items) and _items_cover(v) for v in shaped
-    ):
-        items = tuple(join(*(v.items[i] for v in shaped)) for i in range(len(shaped[0].items)))
+    items = _join_parts(shaped, lambda v: v.items)
     # The same for a list of tuples: its element structure survives a merge with a fresh list.
-    elem = None
     lists = [v for v in shaped if v.elem is not None or v.items != () or v.labels or v.objs]  # [] is fresh
-    if lists and lists[0].elem and all(
-        v.elem is not None and len(v.elem) == len(lists[0].elem) and _elem_cover(v) for v in lists
-    ):
-        elem = tuple(join(*(v.elem[i] for v in lists)) for i in range(len(lists[0].elem)))
+    elem = _join_parts(lists, lambda v: v.elem)
     return V(labels, objs, form, c0 if same_const else NOCONST, any(v.agg for v in vals), items, elem)
 
 
-def _elem_cover(v: V) -> bool:
-    covered: set[str] = set()
-    for e in v.elem or ():
-        covered.update(e.labels)
-    return covered >= set(v.labels)
+def _join_parts(vals: list[V], parts) -> tuple[V, ...] | None:
+    """Position by position, the join of the parts (``items`` or ``elem``) of ``vals``, when every
+    value has parts of one size that account for all of its labels; else None."""
+    if not vals or not parts(vals[0]):
+        return None
+    size = len(parts(vals[0]))
+    for v in vals:
+        own = parts(v)
+        if own is None or len(own) != size or not _covered(v, own):
+            return None
+    return tuple(join(*(parts(v)[i] for v in vals)) for i in range(size))
 
 
-def _items_cover(v: V) -> bool:
+def _covered(v: V, parts: tuple[V, ...]) -> bool:
     covered: set[str] = set()
-    for item in v.items or ():
-        covered.update(item.labels)
+    for part in parts:
+        covered.update(part.labels)
     return covered >= set(v.labels)
 
 
