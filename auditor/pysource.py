@@ -1,16 +1,24 @@
-"""Parse Python source into an ``ast`` tree, including code written for Python 3.12+ f-strings.
+"""Parse Python source into an ``ast`` tree, including code written for Python 3.12 and 3.13.
 
 The auditor runs on Python 3.11, but five of the seven decoded record wrappers use PEP 701
-f-strings (the same quote nested inside ``{...}``), which 3.11's parser rejects. We therefore:
+f-strings (the same quote nested inside ``{...}``), and any submission may use PEP 695/696 type
+parameters (``def f[T](x)``, ``class C[T = int]``, ``type A = int``), which 3.11's parser rejects.
+Code the detectors cannot read is code they cannot flag, so we:
 
 1. try ``ast.parse`` (fast, exact);
-2. on a SyntaxError, let libcst (which understands 3.12+ syntax) parse only the statement around
-   the error, rewrite each offending f-string into a 3.11-parseable call that keeps every embedded
-   expression and every newline, splice it back and parse again (repeat per failing statement;
-   if no small region works, rewrite the whole module once);
-3. turn the marker calls back into ``ast.JoinedStr`` nodes, so the tree has the same shape and
-   the same line numbers as a 3.12 parser would give. Column offsets inside a rewritten f-string
-   are not exact (the lines are).
+2. on a SyntaxError at a type-parameter list or a ``type`` statement, blank the parameter list
+   (``type A[T] = v`` becomes ``A = v``): type parameters carry no runtime values for the
+   detectors, and blanking keeps every line and column of the code around them;
+3. on a SyntaxError at an f-string, let libcst (which understands 3.12+ syntax) parse only the
+   statement around the error, rewrite each offending f-string into a 3.11-parseable call that
+   keeps every embedded expression and every newline, splice it back and parse again (repeat per
+   failing statement; if no small region works, rewrite the whole module once), then turn the
+   marker calls back into ``ast.JoinedStr`` nodes, so the tree has the same shape and the same
+   line numbers as a 3.12 parser would give (column offsets inside a rewritten f-string are not
+   exact; the lines are);
+4. if the module still does not parse, parse it top-level statement by statement: the tree holds
+   every statement that parses, and ``error`` names the lines that did not (so the detectors still
+   run on every function that parses, and the audit says what it could not read).
 
 Nothing is executed; libcst and ``ast`` only parse.
 """
@@ -40,8 +48,9 @@ WHOLE_MODULE_MAX_CHARS = 1_000_000  # the largest real decoded payload is ~400 K
 class ParsedSource:
     tree: ast.Module | None
     error: str | None = None
-    used_fallback: bool = False  # the libcst rewrite was needed (3.12+ syntax)
+    used_fallback: bool = False  # a rewrite was needed (3.12+ syntax)
     fstrings_rewritten: int = 0
+    partial: bool = False  # ``tree`` holds only the statements that parse; ``error`` names the rest
 
 
 # CPython 3.11 keeps the AST constructor's recursion bookkeeping in interpreter-wide state:
@@ -65,9 +74,9 @@ def _parse_python(text: str, filename: str) -> ParsedSource:
     except (ValueError, RecursionError, MemoryError) as err:  # NUL bytes, absurd nesting
         return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {err}")
     try:
-        tree, count = _parse_with_fstring_rewrite(text, filename, first_line, first_msg)
+        tree, count = _parse_with_rewrites(text, filename, first_line, first_msg)
     except _RewriteFailed:
-        return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {first_error}")
+        return _parse_statements(text, filename, first_error)
     return ParsedSource(tree=tree, used_fallback=True, fstrings_rewritten=count)
 
 
@@ -83,7 +92,7 @@ class _RewriteFailed(Exception):
 # Step 2: rewrite the failing statements with libcst, one region at a time.
 
 
-def _parse_with_fstring_rewrite(
+def _parse_with_rewrites(
     text: str, filename: str, error_line: int, error_msg: str
 ) -> tuple[ast.Module, int]:
     # \r\n and lone \r are newlines for Python too, so this keeps every line number.
@@ -101,6 +110,8 @@ def _parse_with_fstring_rewrite(
                 error_line, error_msg = err.lineno or 0, str(err.msg)
             except (ValueError, RecursionError, MemoryError) as err:
                 raise _RewriteFailed(str(err)) from None
+        if _blank_type_parameters(lines, error_line):
+            continue
         if "f-string" not in error_msg and not _fstring_near(lines, error_line):
             raise _RewriteFailed("the error is not about an f-string")  # plain bad syntax: fail fast
         region = _rewrite_region(lines, error_line) if attempt < region_fixes else None
@@ -136,6 +147,147 @@ def _fstring_near(lines: list[str], error_line: int) -> bool:
         return False
     start = max(0, error_line - 1 - REGION_LINES_UP)
     return any(FSTRING_OPENER.search(line) for line in lines[start:error_line])
+
+
+# ------------------------------------------------------------------------------------------------
+# PEP 695 / 696 type parameters and ``type`` statements (3.12, 3.13).
+
+TYPE_PARAMS_OPENER = re.compile(r"^(\s*(?:async\s+)?(?:def|class)\s+[A-Za-z_]\w*\s*)\[")
+TYPE_ALIAS = re.compile(r"^(\s*)(type\s+)([A-Za-z_]\w*)(\s*)(?=[\[=])")
+TYPE_LINES_UP = 3  # the parser may report a multi-line parameter list below its opener
+
+
+def _blank_type_parameters(lines: list[str], error_line: int) -> bool:
+    """Blank the type-parameter list of the ``def``/``class``/``type`` statement at or just above
+    ``error_line`` (in place, same lines and columns); True when something was rewritten."""
+    if not 0 < error_line <= len(lines):
+        return False
+    for i in range(error_line - 1, max(-1, error_line - 1 - TYPE_LINES_UP), -1):
+        line = lines[i]
+        alias = TYPE_ALIAS.match(line)
+        if alias:
+            # "type A[T] = v" -> "A      [T] = v" (the name keeps its statement's indentation)
+            indent, kw, name, gap = alias.groups()
+            line = indent + name + " " * (len(kw) + len(gap)) + line[alias.end():]
+            lines[i] = line
+            bracket = line.find("[", len(indent) + len(name))
+            if bracket != -1 and not line[len(indent) + len(name):bracket].strip():
+                _blank_brackets(lines, i, bracket)
+            return True
+        opener = TYPE_PARAMS_OPENER.match(line)
+        if opener:
+            return _blank_brackets(lines, i, opener.end() - 1)
+    return False
+
+
+def _blank_brackets(lines: list[str], row: int, col: int) -> bool:
+    """Replace ``[...]`` starting at lines[row][col] by spaces, skipping over strings and comments
+    inside it; a newline inside becomes an explicit line continuation, so that the statement stays
+    one logical line once the brackets are gone."""
+    depth, quote, r, c = 0, "", row, col
+    while r < len(lines):
+        line = lines[r]
+        while c < len(line):
+            ch = line[c]
+            if quote:
+                if ch == "\\":
+                    c += 2
+                    continue
+                if line.startswith(quote, c):
+                    c += len(quote) - 1
+                    quote = ""
+            elif ch in "\"'":
+                quote = line[c:c + 3] if line[c:c + 3] in ('"""', "'''") else ch
+                c += len(quote) - 1
+            elif ch == "#":
+                break
+            elif ch in "[(":
+                depth += 1
+            elif ch in "])":
+                depth -= 1
+                if depth == 0:
+                    _blank_span(lines, row, col, r, c)
+                    return True
+            c += 1
+        r, c = r + 1, 0
+        if quote and len(quote) == 1:
+            return False  # an unterminated one-line string: not a parameter list we understand
+    return False
+
+
+def _blank_span(lines: list[str], r0: int, c0: int, r1: int, c1: int) -> None:
+    for r in range(r0, r1 + 1):
+        line = lines[r]
+        start = c0 if r == r0 else 0
+        end = c1 + 1 if r == r1 else len(line)
+        tail = line[end:] if r == r1 else " \\"
+        lines[r] = line[:start] + " " * (end - start) + tail
+
+
+# ------------------------------------------------------------------------------------------------
+# Step 4: what parses, statement by statement.
+
+MAX_STATEMENT_MERGE = 8  # a top-level statement may span this many column-0 lines (strings, decorators)
+DEDENT_CONTINUATIONS = re.compile(r"^(else|elif|except|finally|case)\b|^[)\]}]")
+
+
+def _parse_statements(text: str, filename: str, first_error: str) -> ParsedSource:
+    """Parse ``text`` one top-level statement at a time; keep what parses, name what does not."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    starts = [i for i, ln in enumerate(lines) if ln[:1] not in ("", " ", "\t", "#")
+              and not DEDENT_CONTINUATIONS.match(ln)]
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    starts.append(len(lines))
+    body: list[ast.stmt] = []
+    bad: list[tuple[int, int]] = []
+    count, i, budget = 0, 0, REPARSE_CHAR_BUDGET
+    while i < len(starts) - 1:
+        for j in range(i + 1, min(i + 1 + MAX_STATEMENT_MERGE, len(starts))):
+            chunk = "\n".join(lines[starts[i]:starts[j]])
+            budget -= len(chunk)
+            tree, n = _parse_chunk(chunk, filename) if budget > 0 else (None, 0)
+            if tree is not None:
+                ast.increment_lineno(tree, starts[i])
+                body += tree.body
+                count += n
+                i = j
+                break
+        else:
+            bad.append((starts[i] + 1, starts[i + 1]))
+            i += 1
+    if not body:
+        return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {first_error}")
+    ranges = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in _merge_ranges(bad)[:10])
+    return ParsedSource(
+        tree=ast.Module(body=body, type_ignores=[]),
+        error=f"lines {ranges} could not be parsed ({first_error}); the rest was read",
+        used_fallback=True,
+        fstrings_rewritten=count,
+        partial=True,
+    )
+
+
+def _parse_chunk(chunk: str, filename: str) -> tuple[ast.Module | None, int]:
+    try:
+        return ast.parse(chunk, filename=filename), 0
+    except SyntaxError as err:
+        try:
+            return _parse_with_rewrites(chunk, filename, err.lineno or 0, str(err.msg))
+        except _RewriteFailed:
+            return None, 0
+    except (ValueError, RecursionError, MemoryError):
+        return None, 0
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in ranges:
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(b, out[-1][1]))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _rewrite_region(lines: list[str], error_line: int) -> tuple[int, int, list[str], int] | None:

@@ -12,7 +12,10 @@ the rewrite are compared with those it raises on the original:
                time, so behaviour is unchanged);
 * ``padding``  unrelated helpers (never called) are added before and after the code;
 * ``split``    the code moves to a sibling module that train_gpt.py imports;
-* ``split_wrapped`` the same, with that module shipped as a self-extracting wrapper.
+* ``split_wrapped`` the same, with that module shipped as a self-extracting wrapper;
+* ``generics`` every function and class gets a PEP 695 type parameter (``def f[T_](...)``) and
+               the file ends with a ``type`` statement: Python 3.12 syntax, which the auditor's
+               own 3.11 parser rejects, must not hide code from the detectors.
 
     python bench/metamorphic.py            # writes bench/results/metamorphic.txt
 
@@ -25,6 +28,7 @@ import ast
 import base64
 import builtins
 import lzma
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -192,6 +196,14 @@ def split_wrapped(source: str) -> dict[str, str]:
     return files
 
 
+GENERIC_DEF = re.compile(r"^(\s*(?:async\s+)?(?:def|class)\s+[A-Za-z_]\w*)(?=[(:])", re.MULTILINE)
+
+
+def generics(source: str) -> str:
+    """3.12 syntax with the same runtime values: unused type parameters and a type alias."""
+    return GENERIC_DEF.sub(r"\1[T_pgolf]", source) + "\n\ntype _PgolfAlias = int\n"
+
+
 TRANSFORMS: dict[str, Callable[[str], str | dict[str, str]]] = {
     "rename": rename,
     "wrap": wrap,
@@ -199,6 +211,7 @@ TRANSFORMS: dict[str, Callable[[str], str | dict[str, str]]] = {
     "padding": padding,
     "split": split,
     "split_wrapped": split_wrapped,
+    "generics": generics,
 }
 
 

@@ -56,6 +56,27 @@ def test_violation_fails_with_exit_1(tmp_path):
     assert "LIM001" in rules
 
 
+@pytest.mark.parametrize("tail", [
+    "\ntype _Alias = int\n",  # Python 3.12 syntax: the auditor's own 3.11 parser rejects it
+    "\n\ndef _identity[T](x: T) -> T:\n    return x\n",
+    "\n\nclass _Box[T = int]:\n    pass\n",  # 3.13 (PEP 696)
+    "\n\ndef _broken(:\n    pass\n",  # no interpreter parses this: the rest must still be read
+])
+def test_newer_or_broken_syntax_appended_does_not_hide_a_violation(tmp_path, tail):
+    src = ROOT / "examples" / "records" / "track_non_record_16mb" / "2026-11-02_Broken_SLOT"
+    rec = make_record(tmp_path, src)
+    script = rec / "train_gpt.py"
+    script.write_text(script.read_text(encoding="utf-8") + tail, encoding="utf-8")
+    report = json.loads(run("audit", str(rec), "--format", "json").stdout)
+    findings = [f for r in report["records"] for f in r["findings"]]
+    assert report["verdict"] == "FAIL" and "C302" in {f["rule_id"] for f in findings}
+    partial = [f for f in findings if f["rule_id"] == "HYG010"]
+    if "_broken" in tail:  # what could not be read is named, never silently skipped
+        assert partial and "could not be parsed" in partial[0]["message"], partial
+    else:
+        assert not partial, partial
+
+
 def test_json_report_has_schema_version_and_evidence(tmp_path):
     rec = make_record(tmp_path, FIXTURES / "CLM001" / "flag_wrong_mean")
     proc = run("audit", str(rec), "-f", "json")

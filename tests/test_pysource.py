@@ -138,3 +138,61 @@ def test_non_python_gives_an_error_not_an_exception(text):
 def test_bom_and_empty_source():
     assert parse_python("\ufeffx = 1\n", "bom.py").tree is not None
     assert parse_python("", "empty.py").tree is not None
+
+
+# --- PEP 695 / 696 type parameters (3.12, 3.13) ---------------------------------------------------
+# Each case: (3.12+ source, 3.11 source that computes the same values). Type parameters carry no
+# runtime value the detectors need, so the tree must equal the plain version's, node for node,
+# line for line (columns too: the parameter list is blanked, not removed).
+
+TYPE_PARAM_CASES = {
+    "generic_function": ("def f[T](x: T) -> T:\n    return x\n", "def f(x: T) -> T:\n    return x\n"),
+    "bounds_and_constraints": ("def f[T: int, U: (str, bytes)](x): return x\n", "def f(x): return x\n"),
+    "defaults_pep696": ("class C[T = int, *Ts = *tuple[int], **P = [int]]:\n    a = 1\n",
+                        "class C:\n    a = 1\n"),
+    "multiline_with_comment": ("def f[\n    T,  # a comment with ] in it\n    U = int,\n](x: T):\n    return x\nw = 1\n",
+                               "def f(\n\n\n    x: T):\n    return x\nw = 1\n"),
+    "string_bound": ('def f[T: "list[int]"](x): return x\n', "def f(x): return x\n"),
+    "async_method": ("class C:\n    async def g[T](self, x):\n        return x\n",
+                     "class C:\n    async def g(self, x):\n        return x\n"),
+    "type_alias": ("x = 1\ntype A = int | None\ny = x\n", "x = 1\nA = int | None\ny = x\n"),
+    "generic_type_alias": ("type Pair[T] = tuple[T, T]\nz = 3\n", "Pair = tuple[T, T]\nz = 3\n"),
+    "indented_alias": ("def f():\n    type L = list[int]\n    return L\n", "def f():\n    L = list[int]\n    return L\n"),
+    "with_a_pep701_fstring": ('def f[T](d):\n    return f"{d["k"]}"\n', "def f(d):\n    return f\"{d['k']}\"\n"),
+}
+
+
+def _shape(tree: ast.AST) -> list[tuple[str, int]]:
+    return [(type(n).__name__, getattr(n, "lineno", 0)) for n in ast.walk(tree)]
+
+
+@pytest.mark.parametrize("name", sorted(TYPE_PARAM_CASES))
+def test_type_parameters_parse_to_the_tree_of_the_same_code_without_them(name):
+    new, plain = TYPE_PARAM_CASES[name]
+    got = parse_python(new)
+    assert got.error is None and got.tree is not None and not got.partial
+    assert got.used_fallback
+    want = ast.parse(plain)
+    assert _shape(got.tree) == _shape(want)
+    if "fstring" not in name:
+        assert ast.dump(got.tree, include_attributes=False) == ast.dump(want, include_attributes=False)
+
+
+def test_a_name_called_type_is_not_a_type_statement():
+    src = "type = 3\nprint(type)\nx = type\n"
+    got = parse_python(src)
+    assert got.error is None and not got.used_fallback
+
+
+def test_a_broken_statement_leaves_the_rest_of_the_module_readable():
+    src = "import torch\n\ndef ok(x):\n    return x\n\ndef broken(:\n    pass\n\nclass Later:\n    def m(self):\n        return 2\n"
+    got = parse_python(src)
+    assert got.partial and got.tree is not None
+    assert [type(s).__name__ for s in got.tree.body] == ["Import", "FunctionDef", "ClassDef"]
+    assert got.tree.body[2].lineno == 9 and got.tree.body[2].body[0].lineno == 10
+    assert "lines 6-8 could not be parsed" in got.error and "the rest was read" in got.error
+
+
+def test_nothing_parseable_is_still_an_error():
+    got = parse_python("def (:\n  ]]\n")
+    assert got.tree is None and "not Python" in got.error

@@ -4,6 +4,7 @@ the degraded behaviour that is still promised (the in-process guard) and that th
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import sys
@@ -38,6 +39,45 @@ def _uid_processes(uid: int, settle_s: float = 10.0) -> list[int]:
         time.sleep(0.2)
 
 
+class _HostListener:
+    """A Unix-socket server on the host that records every connection it accepts."""
+
+    def __init__(self, path: str):
+        import socket
+        import threading
+
+        self.path = path
+        self.received: list[bytes] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o777)  # as the host's database sockets are
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    self.received.append(conn.recv(100) or b"<connected>")
+                except OSError:
+                    self.received.append(b"<connected>")
+
+    def stop(self) -> list[bytes]:
+        self.running = False
+        self.thread.join(5)
+        self.sock.close()
+        os.unlink(self.path)
+        return self.received
+
+
 def _sandbox_root() -> Path:
     """A private directory the sandbox uid can traverse (pytest's tmp_path parents cannot be)."""
     root = Path(tempfile.mkdtemp(prefix="pgolf-sbx-test-"))
@@ -51,10 +91,18 @@ def test_malicious_subject_is_contained_and_reported(tmp_path):
     tag = uuid.uuid4().hex[:10]
     targets = [f"/tmp/pgolf-escape-{tag}", str(Path(__file__).resolve().parents[1] / f"pgolf-escape-{tag}"),
                f"/etc/pgolf-escape-{tag}"]
+    if os.path.isdir("/run/lock") and os.access("/run/lock", os.W_OK):
+        targets.append(f"/run/lock/pgolf-escape-{tag}")  # world-writable on the host
+    listener = _HostListener(f"/run/lock/pgolf-sock-{tag}" if os.path.isdir("/run/lock") else
+                             f"/tmp/pgolf-sock-{tag}")
     opts = fast_options(probes=("gibbs",), run_timeout_s=15, timeout_s=60, max_processes=48,
-                        env={"ESCAPE_TARGETS": ":".join(targets)}, keep_workdir=True)
-    result = rerun_record(SUBJECTS / "malicious_escape", opts)
+                        env={"ESCAPE_TARGETS": ":".join(targets), "HOST_SOCKETS": listener.path}, keep_workdir=True)
     try:
+        result = rerun_record(SUBJECTS / "malicious_escape", opts)
+    finally:
+        received = listener.stop()
+    try:
+        assert received == [], f"the host's Unix socket listener got {received}"
         events = {f.data.get("event") for f in result.findings if f.rule_id == "DYN501"}
         assert {"write_outside", "network", "timeout"} <= events, describe(result)
         assert "spawn" in events or "process_limit" in events, describe(result)
@@ -83,6 +131,13 @@ def test_malicious_subject_is_contained_and_reported(tmp_path):
             # ... and the /tmp it can write to is a private tmpfs that vanished with the sandbox
             assert f"ALLOWED raw write {targets[0]}.raw" in stdout
             assert not _uid_processes(DEFAULT_UID), "sandbox processes survived the kill"
+        if ns_ok and os.geteuid() == 0 and mech.get("seccomp", "").startswith("active"):
+            # the kernel side names what the libc calls tried, below the program's Python layer
+            kernel = {f.data["event"]: f for f in result.findings if f.data.get("source") == "kernel"}
+            assert {t + ".raw" for t in targets[1:]} <= set(kernel["write_outside"].data["targets"]), describe(result)
+            assert listener.path in kernel["unix_connect"].data["targets"], describe(result)
+            assert f"BLOCKED raw unix connect {listener.path}" in stdout
+            assert all(f.severity.value == "error" for f in kernel.values())
     finally:
         shutil.rmtree(result.summary.get("workdir", "/nonexistent"), ignore_errors=True)
         for t in targets:
@@ -111,6 +166,8 @@ def test_sandboxed_program_sees_no_network_and_no_root():
         "print('uid', os.getuid())\n"
         "print('ifaces', sorted(n for _, n in socket.if_nameindex()))\n"
         "print('pid', os.getpid())\n"
+        "print('view', sorted(os.listdir('/')), sorted(os.listdir('/var')), sorted(os.listdir('/dev')))\n"
+        "print('shadow', os.path.exists('/etc/shadow'), 'run', os.path.exists('/run'))\n"
         "open('inside.txt', 'w').write('ok')\n")
     env = {"PATH": "/usr/bin:/bin", "PGOLF_WORKSPACE": str(ws)}
     res = run_sandboxed([sys.executable, "probe.py"], ws, env, SandboxLimits(wall_seconds=60), out_dir=tmp_path / "out")
@@ -120,7 +177,15 @@ def test_sandboxed_program_sees_no_network_and_no_root():
     if ns_ok and os.geteuid() == 0:
         assert f"uid {DEFAULT_UID}" in res.stdout
         assert "ifaces ['lo']" in res.stdout  # a fresh network namespace: loopback only (and down)
-        assert "pid 1\n" in res.stdout  # PID 1 of its own PID namespace
+        # its own PID namespace: PID 1, or 2 under the syscall filter's supervisor
+        assert ("pid 2\n" if res.mechanisms["seccomp"].startswith("active") else "pid 1\n") in res.stdout
+        if res.mechanisms["mount_view"].startswith("active"):
+            # deny-by-default: the view holds system code, import roots, the workspace, private tmp
+            view = ast.literal_eval(res.stdout.split("view ", 1)[1].split("\n", 1)[0].replace("] [", "], ["))
+            assert not {"run", "home", "mnt", "srv", "opt", "media", "boot"} & set(view[0]), view
+            assert view[1] == ["tmp"] and set(view[2]) <= {"null", "zero", "full", "random", "urandom", "shm",
+                                                         "fd", "stdin", "stdout", "stderr"}, view
+            assert "shadow False run False" in res.stdout
         assert res.mechanisms["cgroups"].startswith("active") or "unavailable" in res.mechanisms["cgroups"]
     else:
         assert any("unavailable" in v for v in res.mechanisms.values())  # degradation is reported
@@ -173,3 +238,84 @@ def test_without_namespaces_the_guard_still_denies_and_the_result_says_so(monkey
         shutil.rmtree(root, ignore_errors=True)
         if Path(target).exists():
             Path(target).unlink()
+
+
+_LIBC_ATTACKS = '''
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def report(name, rc):
+    print(name, "ALLOWED" if rc >= 0 else "BLOCKED " + os.strerror(ctypes.get_errno()), flush=True)
+for target in sys.argv[1].split(":"):
+    fd = libc.open(target.encode(), os.O_WRONLY | os.O_CREAT, 0o644)
+    report("write " + target, fd)
+    if fd >= 0:
+        libc.write(fd, b"escaped", 7)
+        libc.close(fd)
+report("unshare", libc.unshare(0x10000000))  # CLONE_NEWUSER: a way to mount things
+report("io_uring", libc.syscall(425, 8, ctypes.create_string_buffer(120)))  # would bypass seccomp
+report("packet", libc.socket(17, socket.SOCK_RAW, 0))  # AF_PACKET
+'''
+
+
+def _attack_workspace():
+    root = _sandbox_root()
+    ws = root / "ws"
+    ws.mkdir()
+    (ws / "attack.py").write_text(_LIBC_ATTACKS)
+    return root, ws
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not namespaces_available()[0], reason="needs root and namespaces")
+def test_libc_level_attacks_are_refused_and_named_by_the_sandbox_not_the_program():
+    from auditor.rerun.sandbox import isolation_available
+
+    if isolation_available().get("seccomp") != "active":
+        pytest.skip(f"seccomp: {isolation_available().get('seccomp')}")
+    root, ws = _attack_workspace()
+    tag = uuid.uuid4().hex[:10]
+    host_target = f"/run/lock/pgolf-escape-{tag}" if os.path.isdir("/run/lock") else f"/var/tmp/pgolf-escape-{tag}"
+    try:
+        res = run_sandboxed([sys.executable, "attack.py", f"{host_target}:{ws}/fine.txt"], ws, {"PATH": "/usr/bin:/bin"},
+                            SandboxLimits(wall_seconds=60), out_dir=root / "out")
+        assert res.returncode == 0, res.stderr
+        assert not Path(host_target).exists(), "a libc write reached the host"
+        assert f"write {host_target} BLOCKED" in res.stdout and f"write {ws}/fine.txt ALLOWED" in res.stdout
+        for name in ("unshare", "io_uring", "packet"):
+            assert f"{name} BLOCKED" in res.stdout, res.stdout
+        seen = {(e["event"], e.get("syscall")) for e in res.sandbox_events}
+        assert ("write_outside", "openat") in seen and ("forbidden_syscall", "unshare") in seen
+        assert ("forbidden_syscall", "io_uring_setup") in seen and ("socket_family", "socket") in seen
+        assert [e["target"] for e in res.sandbox_events if e["event"] == "write_outside"] == [host_target]
+        assert not any(e["event"] == "host_write" for e in res.sandbox_events)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        Path(host_target).unlink(missing_ok=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not namespaces_available()[0], reason="needs root and namespaces")
+def test_a_write_that_reaches_the_host_is_found_by_the_host_check(monkeypatch):
+    """With the mount view and the filter switched off (as on a host that lacks them), a libc
+    write to a world-writable host directory lands; the check after the run, which trusts neither
+    the program nor the filter, must name it."""
+    from auditor.rerun import sandbox
+
+    if not (os.path.isdir("/run/lock") and os.stat("/run/lock").st_mode & 0o002):
+        pytest.skip("no world-writable /run/lock on this host")
+    monkeypatch.setattr(sandbox, "isolation_available",
+                        lambda: {"mount_view": "unavailable: simulated", "seccomp": "unavailable: simulated"})
+    root, ws = _attack_workspace()
+    host_target = f"/run/lock/pgolf-escape-{uuid.uuid4().hex[:10]}"
+    try:
+        # a system interpreter the sandbox uid can reach without a mount view
+        python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None)
+        if python is None:
+            pytest.skip("no system python3")
+        res = sandbox.run_sandboxed([python, "attack.py", host_target], ws, {"PATH": "/usr/bin:/bin"},
+                                    SandboxLimits(wall_seconds=60), out_dir=root / "out")
+        if "unprivileged_uid" in res.mechanisms and not res.mechanisms["unprivileged_uid"].startswith("active"):
+            pytest.skip(res.mechanisms["unprivileged_uid"])
+        assert res.mechanisms["mount_view"].startswith("unavailable") and Path(host_target).exists()
+        assert {"event": "host_write", "target": host_target, "denied": False} in res.sandbox_events
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        Path(host_target).unlink(missing_ok=True)

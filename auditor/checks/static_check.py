@@ -37,6 +37,15 @@ def check(ctx: RecordContext) -> list[Finding]:
                     )
                 )
             continue
+        if src.parse_error:  # a partial tree: the detectors read what parses, the rest is named
+            out.append(
+                finding(
+                    "HYG010",
+                    f"{src.path}: the C1-C4 detectors could not read part of this code ({src.parse_error}).",
+                    location=Location(file=src.path, wrapper=src.wrapper),
+                    data={"partial": True},
+                )
+            )
         parsed.append(src)
     if not parsed:
         if not out and ctx.sources:  # code shipped, none of it readable: say so, never silence

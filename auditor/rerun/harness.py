@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -299,6 +300,7 @@ def _guard_findings(info: ScriptInfo, runs: list[RunOutcome], max_processes: int
                                location=_loc(info, first), origin="dynamic",
                                data={"event": event, "op": op, "count": len(evs), "run": run.name,
                                      "targets": paths[:20], "denied": bool(first.get("denied"))}))
+        out += _kernel_findings(run.name, sb.sandbox_events, seen)
         cg = sb.cgroup
         if ("procs", run.name) not in seen and (cg.get("pids_max_hits", 0) > 0 or cg.get("pids_peak", 0) >= max_processes):
             seen.add(("procs", run.name))
@@ -316,6 +318,51 @@ def _guard_findings(info: ScriptInfo, runs: list[RunOutcome], max_processes: int
                                "and was killed with its whole process tree", severity=Severity.WARNING,
                                origin="dynamic", data={"event": "timeout", "run": run.name,
                                                        "wall_seconds": sb.wall_seconds}))
+    return out
+
+
+# what the supervisor (syscall filter) and the host check saw, whatever layer the program used
+_KERNEL_EVENTS = {
+    "write_outside": "tried to open a path outside its workspace for writing ({targets}) through {syscall}; "
+                     "refused by the syscall filter",
+    "unix_connect": "tried to connect to a Unix socket outside its workspace ({targets}); refused by the "
+                    "syscall filter",
+    "network": "tried to connect to {targets} through {syscall}; refused by the syscall filter (and no network "
+               "in the sandbox)",
+    "socket_family": "tried to open sockets of address family {targets}; refused by the syscall filter",
+    "forbidden_syscall": "called {targets}, which a training script never needs and an escape would; refused "
+                         "by the syscall filter",
+    "host_write": "left {targets} on the host, owned by the sandbox uid: a write the sandbox did not contain",
+}
+
+
+def _event_target(ev: dict) -> str:
+    if ev["event"] == "forbidden_syscall":
+        return str(ev.get("syscall"))
+    if ev["event"] == "socket_family":
+        try:
+            return socket.AddressFamily(int(ev.get("family", -1))).name
+        except ValueError:
+            return str(ev.get("family"))
+    return str(ev.get("target"))
+
+
+def _kernel_findings(run: str, events: list[dict], seen: set) -> list[Finding]:
+    groups: dict[tuple, list[dict]] = {}
+    for ev in events:
+        if ev.get("event") in _KERNEL_EVENTS:
+            groups.setdefault((ev["event"], ev.get("syscall")), []).append(ev)
+    out = []
+    for (event, syscall), evs in groups.items():
+        if ("kernel", event, syscall) in seen:
+            continue
+        seen.add(("kernel", event, syscall))
+        targets = sorted({_event_target(e) for e in evs})
+        shown = ", ".join(targets[:3]) + (f" and {len(targets) - 3} more" if len(targets) > 3 else "")
+        what = _KERNEL_EVENTS[event].format(targets=shown, syscall=syscall)
+        out.append(finding("DYN501", f"sandbox (kernel side): the program {what} (run '{run}')", origin="dynamic",
+                           data={"event": event, "source": "kernel", "op": syscall, "count": len(evs), "run": run,
+                                 "targets": targets[:20], "denied": event != "host_write"}))
     return out
 
 

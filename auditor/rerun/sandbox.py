@@ -8,13 +8,20 @@ Layers, each reported in ``SandboxResult.mechanisms`` as "active" or why it is n
   ``RLIMIT_NPROC`` under a dedicated uid;
 * memory / CPU / files: a memory cgroup, ``RLIMIT_AS``, ``RLIMIT_CPU``, ``RLIMIT_FSIZE``,
   ``RLIMIT_NOFILE``, no core dumps;
-* filesystem: the program runs as an unprivileged uid that owns only the workspace; /tmp, /var/tmp
-  and /dev/shm are private tmpfs mounts (the workspace is re-bound inside when it lives there);
+* filesystem (``mount_view``): a fresh root holding only read-only system code and import roots,
+  the workspace (writable; the only thing the uid owns) and private tmpfs on /tmp, /var/tmp and
+  /dev/shm: deny-by-default, so no host path outside it exists for the program at all;
+* syscalls (``seccomp``): a filter answered by a supervisor outside the program, which refuses and
+  records Unix-socket connects and writes outside the workspace, unused socket families and
+  mount/namespace/ptrace/bpf/io_uring syscalls (``SandboxResult.sandbox_events``);
+* after the run: the host's world-writable directories are compared with their state before it,
+  for anything the sandbox uid owns (a ``host_write`` event: a write the layers above missed);
 * wall clock: killed (SIGKILL to the group, the namespace and the cgroup) after ``wall_seconds``.
 
 The guard in ``bootstrap/sitecustomize.py`` adds an audit hook inside the program that denies and
-records writes outside the workspace, sockets and process spawns (defence in depth: it runs inside
-the untrusted process, so the kernel-side layers above are what actually contain it).
+records Python-level writes outside the workspace, sockets and process spawns with the
+submission's file:line (it runs inside the untrusted process, so the layers above are what
+actually contain it and what report attempts made below Python).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,10 +40,13 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from auditor.rerun import syscall_filter
+
 LAUNCHER = Path(__file__).with_name("launcher.py")
 DEFAULT_UID = int(os.environ.get("PGOLF_SANDBOX_UID", "64123"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 OUTPUT_TAIL_BYTES = 200_000
+SANDBOX_EVENTS = "sandbox_events.jsonl"  # written by the supervisor, outside the program
 
 
 @dataclass
@@ -60,7 +71,8 @@ class SandboxResult:
     stderr: str
     mechanisms: dict[str, str] = field(default_factory=dict)
     cgroup: dict[str, int] = field(default_factory=dict)  # pids_max_hits, oom_kills, memory_peak, ...
-    guard_events: list[dict] = field(default_factory=list)
+    guard_events: list[dict] = field(default_factory=list)  # from the program's own audit hook
+    sandbox_events: list[dict] = field(default_factory=list)  # from the supervisor and the host check
     notes: list[str] = field(default_factory=list)
     workspace_bytes: int = 0
     out_dir: str = ""
@@ -73,6 +85,7 @@ class SandboxResult:
         d = asdict(self)
         d.pop("stdout"), d.pop("stderr")
         d["guard_events"] = len(self.guard_events)
+        d["sandbox_events"] = len(self.sandbox_events)
         return d
 
 
@@ -94,6 +107,36 @@ def namespaces_available() -> tuple[bool, str]:
     if proc.returncode != 0:
         return False, "unshare failed: " + proc.stderr.decode(errors="replace").strip()[:200]
     return True, exe
+
+
+@lru_cache(maxsize=1)
+def isolation_available() -> dict[str, str]:
+    """Which of the kernel-side layers this host can build, found by launching ``/bin/true``
+    through the real launcher once per process: ``mount_view`` and ``seccomp``, each "active" or
+    the reason it is not."""
+    ns_ok, ns_info = namespaces_available()
+    if not ns_ok:
+        return {"mount_view": f"unavailable: {ns_info}", "seccomp": f"unavailable: {ns_info}"}
+    out: dict[str, str] = {}
+    ok, why = syscall_filter.supported()
+    with tempfile.TemporaryDirectory(prefix="pgolf-sbx-probe-") as tmp:
+        for layer, spec in (("mount_view", {"in_mount_ns": True, "seccomp": False}),
+                            ("seccomp", {"in_mount_ns": False, "seccomp": ok})):
+            if layer == "seccomp" and not ok:
+                out[layer] = f"unavailable: {why}"
+                continue
+            path = Path(tmp) / f"{layer}.json"
+            path.write_text(json.dumps({**spec, "argv": ["/bin/true"], "workdir": "/", "env": {},
+                                        "ro_paths": interpreter_paths(sys.executable)}))
+            try:
+                proc = subprocess.run([ns_info, "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+                                       sys.executable, "-S", str(LAUNCHER), str(path)],
+                                      capture_output=True, timeout=30, check=False)
+                err = proc.stderr.decode(errors="replace").strip().replace("pgolf-launcher: ", "")
+                out[layer] = "active" if proc.returncode == 0 else f"unavailable: {err[:200] or proc.returncode}"
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                out[layer] = f"unavailable: {exc}"
+    return out
 
 
 class _Cgroups:
@@ -250,14 +293,33 @@ def _read_jsonl(path: Path, limit: int = 5000) -> list[dict]:
     return events
 
 
+# Host directories that are shared with other users and services: an import root may live below
+# one (a venv under /tmp or /home/user), never be one or hold one.
+SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/var", "/home", "/root", "/etc", "/proc", "/sys", "/dev")
+
+
+@lru_cache(maxsize=8)
 def interpreter_paths(python: str) -> list[str]:
-    """Directories the sandboxed interpreter must be able to read: its real binary's prefix and
-    every import root of this (the harness's) environment, which the child shares."""
-    paths = {os.path.dirname(os.path.realpath(python)), sys.prefix, sys.base_prefix, sys.exec_prefix}
-    for entry in sys.path:
-        if entry and os.path.isdir(entry):
+    """Directories the sandboxed interpreter must be able to read: its real binary's directory and
+    the import roots it has on its own (prefixes, stdlib, site-packages), asked of the interpreter
+    itself with an empty environment, so that the harness's cwd or script directory never joins
+    the view. A root that is ``/`` or holds a shared directory is left out."""
+    paths = {os.path.dirname(os.path.realpath(python))}
+    probe = "import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path]))"
+    try:
+        proc = subprocess.run([python, "-c", probe], capture_output=True, timeout=60, check=False, cwd="/",
+                              env={"PATH": "/usr/bin:/bin"})
+        entries = json.loads(proc.stdout) if proc.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        entries = []
+    if not entries:  # the interpreter would not say: fall back to this one's layout
+        entries = [sys.prefix, sys.base_prefix, sys.exec_prefix]
+    for entry in entries:
+        if isinstance(entry, str) and entry and os.path.isdir(entry):
             paths.add(os.path.realpath(entry))
-    return sorted(paths)
+    return sorted(p for p in paths if p != "/" and not any(d == p or d.startswith(p.rstrip("/") + "/")
+                                                           or p.startswith(d + "/") and d in ("/proc", "/sys", "/dev")
+                                                           for d in SHARED_DIRS))
 
 
 def keep_paths(paths: list[str]) -> list[str]:
@@ -285,6 +347,61 @@ def exposure_map(paths: list[str]) -> dict[str, list[str]]:
                 expose.setdefault(str(ancestor), set()).add(str(Path(*parts[: i + 2])))
                 break
     return {k: sorted(v) for k, v in expose.items()}
+
+
+HOST_SCAN_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", "/run", "/var", "/home", "/srv", "/opt", "/mnt",
+                   "/media")
+HOST_SCAN_DEPTH, HOST_SCAN_DIRS = 4, 20_000
+
+
+@lru_cache(maxsize=1)
+def host_writable_dirs() -> tuple[str, ...]:
+    """The host directories any uid may create entries in (world-writable), where an escaped
+    write from the sandbox uid would land. Searched once per process, bounded."""
+    found: list[str] = []
+    seen = 0
+    stack = [(r, 0) for r in HOST_SCAN_ROOTS]
+    while stack and seen < HOST_SCAN_DIRS:
+        path, depth = stack.pop()
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        seen += 1
+        if st.st_mode & stat.S_IWOTH:
+            found.append(path)
+        if depth >= HOST_SCAN_DEPTH:
+            continue
+        try:
+            with os.scandir(path) as it:
+                stack.extend((e.path, depth + 1) for e in it if e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+    return tuple(sorted(found))
+
+
+def host_entries_of(uid: int, exclude: list[Path]) -> dict[str, tuple[int, int]]:
+    """Entries owned by ``uid`` directly in the host's world-writable directories (anything the
+    uid wrote deeper starts with such an entry): path -> (inode, mtime)."""
+    skip = [str(p) for p in exclude]
+    out: dict[str, tuple[int, int]] = {}
+    for d in host_writable_dirs():
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    if any(e.path == x or e.path.startswith(x + "/") or x.startswith(e.path + "/") for x in skip):
+                        continue
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if st.st_uid == uid:
+                        out[e.path] = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            continue
+    return out
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
@@ -335,33 +452,41 @@ def run_sandboxed(
     is_root = os.geteuid() == 0
 
     ns_ok, ns_info = namespaces_available()
+    layers = isolation_available() if ns_ok else {}
+    view_ok = layers.get("mount_view") == "active"
     if ns_ok:
         mechanisms["network_namespace"] = "active"
         mechanisms["pid_namespace"] = "active"
-        mechanisms["private_tmp"] = "active"
         prefix = [ns_info, "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
     else:
         reason = f"unavailable: {ns_info}"
         mechanisms["network_namespace"] = reason + " (the guard's audit hook still denies sockets)"
         mechanisms["pid_namespace"] = reason
-        mechanisms["private_tmp"] = reason
         prefix = []
+    mechanisms["mount_view"] = (
+        "active (a fresh read-only root: system code, import roots, workspace; nothing of /run, /var, home)"
+        if view_ok else layers.get("mount_view", f"unavailable: {ns_info}"))
+    mechanisms["private_tmp"] = "active" if view_ok else mechanisms["mount_view"]
+    seccomp_ok = layers.get("seccomp") == "active"
+    mechanisms["seccomp"] = ("active (supervised: connect, socket families, opens for writing, mount/namespace/"
+                             "ptrace/bpf/io_uring syscalls)" if seccomp_ok else layers.get("seccomp", f"unavailable: {ns_info}"))
     run_uid = uid if (is_root and uid is not None) else None
     uid_note = "unavailable: not running as root" if not is_root else "disabled"
-    if run_uid is not None and not ns_ok and exposure_map(interpreter_paths(argv[0])):
-        # without a mount namespace we cannot re-expose an interpreter under a private directory
+    if run_uid is not None and not view_ok and exposure_map(interpreter_paths(argv[0])):
+        # without our own root we cannot re-expose an interpreter under a private directory
         run_uid = None
-        uid_note = "unavailable: the interpreter is not reachable by an unprivileged uid without a mount namespace"
+        uid_note = "unavailable: the interpreter is not reachable by an unprivileged uid without a mount view"
     if run_uid is not None:
         _chown_tree(workdir, run_uid, run_uid)
-        # the uid must be able to reach the workspace through its parents (we never chmod them)
+        # the uid must be able to reach the workspace through its parents (we never chmod them);
+        # in the mount view its parents are the view's own directories
         blocked = [str(p) for p in workdir.parents if not p.stat().st_mode & 0o001]
-        if blocked:
+        if blocked and not view_ok:
             raise RuntimeError(f"sandbox uid cannot traverse {blocked[0]} to reach {workdir}")
         mechanisms["unprivileged_uid"] = f"active (uid {run_uid})"
     else:
         mechanisms["unprivileged_uid"] = uid_note
-    if require_isolation and (not ns_ok or run_uid is None):
+    if require_isolation and (not ns_ok or not view_ok or run_uid is None):
         raise RuntimeError("sandbox isolation unavailable: " + json.dumps(mechanisms))
 
     cg = _Cgroups(f"pgolf-{uuid.uuid4().hex[:12]}", limits)
@@ -388,13 +513,13 @@ def run_sandboxed(
         "gid": run_uid,
         "rlimits": rlimits,
         "cgroup_procs": cg.procs_files,
-        "in_mount_ns": ns_ok,
-        "private_tmp": ["/tmp", "/var/tmp", "/dev/shm"] if ns_ok else [],
-        # The workspace and the interpreter's import roots stay visible when they live under a
-        # directory that becomes a private tmpfs (a checkout or venv under /tmp, as in CI clones).
-        "keep_paths": keep_paths([str(workdir), *interpreter_paths(argv[0])]),
-        "expose": exposure_map(interpreter_paths(argv[0])) if (ns_ok and run_uid is not None) else {},
+        "in_mount_ns": view_ok,
+        "seccomp": seccomp_ok,
+        # the whole view: these read-only, the workspace writable (mount_view.py adds the system)
+        "ro_paths": keep_paths(interpreter_paths(argv[0])),
+        "rw_paths": [str(workdir)],
         "tmpfs_bytes": limits.tmpfs_bytes,
+        "events_path": str(out_dir / SANDBOX_EVENTS),
         "out_fds": {var: str(out_dir / name) for var, name in (out_fds or {}).items()},
     }
     spec_path = out_dir / "launcher_spec.json"
@@ -402,6 +527,7 @@ def run_sandboxed(
     stdout_path, stderr_path = out_dir / "stdout.txt", out_dir / "stderr.txt"
     cmd = prefix + [sys.executable, "-S", str(LAUNCHER), str(spec_path)]
 
+    host_before = host_entries_of(run_uid, [workdir, out_dir]) if run_uid is not None else {}
     t0 = time.monotonic()
     timed_out = False
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
@@ -464,6 +590,12 @@ def run_sandboxed(
     for ev in guard:
         if ev.get("event") == "sandbox_notes":
             notes.extend(ev.get("notes", []))
+    events = _read_jsonl(out_dir / SANDBOX_EVENTS)
+    if run_uid is not None:
+        # the check that trusts neither the program nor the filter: what its uid owns on the host now
+        after = host_entries_of(run_uid, [workdir, out_dir])
+        for path in sorted(p for p, v in after.items() if host_before.get(p) != v):
+            events.append({"event": "host_write", "target": path, "denied": False})
     return SandboxResult(
         returncode=rc,
         signal=sig,
@@ -474,6 +606,7 @@ def run_sandboxed(
         mechanisms=mechanisms,
         cgroup=stats,
         guard_events=guard,
+        sandbox_events=events,
         notes=notes,
         workspace_bytes=_tree_bytes(workdir),
         out_dir=str(out_dir),

@@ -44,6 +44,26 @@ def raw_write(target):
 
 for target in ESCAPE_TARGETS:
     attempt(f"raw write {target}.raw", lambda t=target: raw_write(t + ".raw"))
+
+
+def raw_unix_connect(path):
+    """A filesystem Unix socket through libc: the network namespace does not cover these."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+    addr = ctypes.create_string_buffer(110)
+    ctypes.memmove(addr, (socket.AF_UNIX).to_bytes(2, "little") + path.encode(), 2 + len(path))
+    if libc.connect(fd, addr, 110) != 0:
+        err = ctypes.get_errno()
+        libc.close(fd)
+        raise OSError(err, "connect failed")
+    libc.send(fd, b"escaped", 7, 0)
+    libc.close(fd)
+
+
+for path in filter(None, os.environ.get("HOST_SOCKETS", "").split(":")):
+    attempt(f"raw unix connect {path}", lambda p=path: raw_unix_connect(p))
 attempt("connect 198.51.100.7:80", connect)
 attempt("connect 127.0.0.1:22", raw_socket)
 
