@@ -9,6 +9,7 @@ written fresh with ordinary permissions; nothing from the archive's metadata is 
 
 from __future__ import annotations
 
+import errno
 import io
 import stat
 import tarfile
@@ -89,19 +90,36 @@ class _Writer:
         return target
 
     def mkdir(self, rel: PurePosixPath) -> None:
-        self._target(rel).mkdir(parents=True, exist_ok=True)
+        try:
+            self._target(rel).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(rel, exc) from None
 
     def write(self, rel: PurePosixPath, stream) -> None:
         target = self._target(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_dir():
-            raise ArchiveError(f"member {str(rel)!r} is both a file and a folder")
-        with open(target, "xb") as out:
-            while chunk := stream.read(CHUNK):
-                self.total += len(chunk)
-                if self.total > self.limits.max_bytes:
-                    raise ArchiveError(f"decompresses to more than {self.limits.max_bytes:,} bytes")
-                out.write(chunk)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                raise ArchiveError(f"member {str(rel)!r} is both a file and a folder")
+            with open(target, "xb") as out:
+                while chunk := stream.read(CHUNK):
+                    self.total += len(chunk)
+                    if self.total > self.limits.max_bytes:
+                        raise ArchiveError(f"decompresses to more than {self.limits.max_bytes:,} bytes")
+                    out.write(chunk)
+        except ArchiveError:
+            raise
+        except OSError as exc:
+            raise self._unwritable(rel, exc) from None
+
+    @staticmethod
+    def _unwritable(rel: PurePosixPath, exc: OSError) -> ArchiveError:
+        """The member and the reason in words: never the errno or where the server unpacks it."""
+        why = {errno.ENAMETOOLONG: "its name is too long", errno.ENOSPC: "the server has no room for it",
+               errno.EDQUOT: "the server has no room for it", errno.EEXIST: "it appears twice",
+               errno.EISDIR: "it is both a file and a folder", errno.ENOTDIR: "a file is in the way of its folder",
+               errno.EILSEQ: "its name is not valid on this server"}.get(exc.errno)
+        return ArchiveError(f"member {str(rel)!r} could not be unpacked: {why or (exc.strerror or 'error').lower()}")
 
 
 def _extract_zip(data: bytes, writer: _Writer) -> None:
@@ -134,7 +152,8 @@ def _extract_zip(data: bytes, writer: _Writer) -> None:
                 with zf.open(info) as src:
                     writer.write(rel, src)
             except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, OSError) as exc:
-                raise ArchiveError(f"member {info.filename!r}: {exc}") from None
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ArchiveError(f"member {info.filename!r}: {why}") from None
 
 
 def _extract_tar(data: bytes, writer: _Writer, mode: str) -> None:

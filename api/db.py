@@ -6,6 +6,7 @@ sharing one queue. A job row is committed before the API answers 202, so a crash
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    make_url,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -89,6 +91,7 @@ class Upload(Base):
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        _private_sqlite_file(make_url(url).database)
         # Request threads, the job loop and the reaper share the file; WAL lets reads run during writes.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -103,6 +106,18 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _private_sqlite_file(path: str | None) -> None:
+    """The database holds uploaded submissions: owner-only, before SQLite first opens it (its
+    -wal and -shm files take the database file's mode)."""
+    if not path or path == ":memory:":
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.chmod(path + suffix, 0o600)
 
 
 def init_db(engine: Engine) -> sessionmaker:

@@ -12,10 +12,12 @@ silently dropped.
 from __future__ import annotations
 
 import base64
+import fcntl
 import logging
 import multiprocessing
 import os
 import queue
+import shutil
 import socket
 import threading
 import time
@@ -23,6 +25,7 @@ import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -44,6 +47,37 @@ def worker_identity() -> str:
     """host:pid:nonce. The nonce tells this process from an earlier one that had the same pid
     (a restarted container is pid 1 every time)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def claim_workroot(base: Path) -> Path:
+    """This process's own folder for job work under ``base``, held by an exclusive lock for the
+    process's lifetime. Folders whose lock nobody holds belong to processes that died (a
+    ``kill -9`` leaves its jobs' extractions and checkouts behind): they are removed here, and a
+    folder still locked by a live server sharing the data dir is left alone."""
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for old in base.iterdir():
+        if old.is_dir() and not old.is_symlink() and old.name.startswith("node-"):
+            fd = os.open(old / ".lock", os.O_RDWR | os.O_CREAT, 0o600) if old.joinpath(".lock").exists() else None
+            try:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live process holds it
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.is_dir() and not old.is_symlink() and old.name.startswith("pgolf-audit-"):
+            shutil.rmtree(old, ignore_errors=True)  # left by a version without per-process folders
+    mine = base / f"node-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    mine.mkdir(mode=0o700)
+    fd = os.open(mine / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel when this process dies, however it dies
+    _HELD_LOCKS.append(fd)
+    return mine
+
+
+_HELD_LOCKS: list[int] = []
 
 
 def _pid_alive(pid: int) -> bool:
@@ -76,6 +110,7 @@ class JobRunner:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._workroot()  # claims this process's folder and removes those of dead processes
         self.recover()
         self._pool = self._new_pool()
         for _ in range(self.settings.workers):  # start the workers now, not on the first request
@@ -238,13 +273,18 @@ class JobRunner:
                 "timeout_s": self.settings.audit_timeout_s,
                 "limits": {"max_bytes": self.settings.max_extracted_bytes,
                            "max_members": self.settings.max_archive_members},
-                "workroot": str(self.settings.data_dir / "work"),
+                "workroot": str(self._workroot()),
             }
             if job.kind == "upload":
                 upload = s.get(Upload, audit_id)
                 spec["upload"] = upload.data if upload else b""
-        (self.settings.data_dir / "work").mkdir(parents=True, exist_ok=True)
         return spec
+
+    def _workroot(self) -> Path:
+        if getattr(self, "_claimed_workroot", None) is None:
+            self._claimed_workroot = claim_workroot(self.settings.data_dir / "work")
+        self._claimed_workroot.mkdir(parents=True, exist_ok=True)
+        return self._claimed_workroot
 
     def _submit(self, audit_id: str) -> None:
         spec = self._spec(audit_id)

@@ -16,6 +16,7 @@ into findings. Nothing here reads file contents beyond names, sizes and link tar
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -252,6 +253,29 @@ def _posix(rel_parts: list[str]) -> str:
     return "/".join(rel_parts)
 
 
+# Looked up first, so that a folder flooded with entries can never push them out of the listing.
+REQUIRED_NAMES = ("submission.json", "readme.md", "train_gpt.py")
+
+
+def _listing_order(e: os.DirEntry[str], *, top_level: bool) -> tuple:
+    """Required files, then code, logs and JSON, then other known kinds, other files, directories;
+    by name within each."""
+    try:
+        is_dir = e.is_dir(follow_symlinks=False)
+    except OSError:
+        is_dir = False
+    name = e.name.lower()
+    if is_dir:
+        rank = 4
+    elif top_level and name in REQUIRED_NAMES:
+        rank = 0
+    elif name.endswith((".py", ".log", ".json")):
+        rank = 1
+    else:
+        rank = 2 if classify(e.name) != "other" else 3
+    return (rank, e.name)
+
+
 def scan_record(
     root: Path, rel: str | None = None, track: str | None = None, *, tree_root: Path | None = None
 ) -> RecordFolder:
@@ -276,7 +300,7 @@ def scan_record(
     def walk(directory: Path, parts: list[str]) -> bool:
         try:
             with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=lambda e: _listing_order(e, top_level=not parts))
         except OSError as exc:
             reason = f"cannot list directory: {exc.strerror or exc.__class__.__name__}"
             if not parts:
@@ -307,8 +331,9 @@ def scan_record(
                 size, problem = st.st_size, name_problem
                 try:
                     target = os.stat(path)  # metadata only; escaping targets are never opened
-                except OSError:
-                    problem = problem or "dangling symlink"
+                except OSError as exc:
+                    problem = problem or {errno.ENOENT: "dangling symlink", errno.ELOOP: "symlink loop"}.get(
+                        exc.errno, f"symlink that cannot be resolved ({exc.strerror})")
                 else:
                     if stat.S_ISDIR(target.st_mode):
                         problem = problem or "symlink to a directory (not followed)"
@@ -346,13 +371,16 @@ def scan_record(
                 return False
         return True
 
-    if not walk(root, []):
+    complete = walk(root, [])
+    files.sort(key=lambda f: f.rel.split("/"))  # the priority above decides what is kept, not the order
+    if not complete:
         files.append(
             FileEntry(
                 rel=".",
                 size=0,
                 kind="other",
-                unreadable=f"more than {MAX_FILES_PER_RECORD} entries; listing truncated",
+                unreadable=f"the folder has more than {MAX_FILES_PER_RECORD} entries: only the first "
+                f"{MAX_FILES_PER_RECORD} were considered (the submission's own files first, by name)",
                 path=root,
             )
         )

@@ -26,8 +26,10 @@ Nothing is executed; libcst and ``ast`` only parse.
 from __future__ import annotations
 
 import ast
+import io
 import re
 import threading
+import tokenize
 from dataclasses import dataclass
 
 import libcst as cst
@@ -72,7 +74,7 @@ def _parse_python(text: str, filename: str) -> ParsedSource:
     except SyntaxError as err:
         first_error, first_line, first_msg = _describe(err), err.lineno or 0, str(err.msg)
     except (ValueError, RecursionError, MemoryError) as err:  # NUL bytes, absurd nesting
-        return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {err}")
+        return _parse_statements(text, filename, _describe(err))
     try:
         tree, count = _parse_with_rewrites(text, filename, first_line, first_msg)
     except _RewriteFailed:
@@ -80,8 +82,23 @@ def _parse_python(text: str, filename: str) -> ParsedSource:
     return ParsedSource(tree=tree, used_fallback=True, fstrings_rewritten=count)
 
 
-def _describe(err: SyntaxError) -> str:
-    return f"{err.msg} (line {err.lineno})" if err.lineno else str(err.msg)
+INT_DIGITS = re.compile(r"Exceeds the limit \((\d+) digits\).*value has (\d+) digits")
+
+
+def _describe(err: BaseException) -> str:
+    """The parser's complaint in words for the report (never advice meant for a Python developer)."""
+    if isinstance(err, SyntaxError):
+        msg, where = str(err.msg), f" (line {err.lineno})" if err.lineno else ""
+        digits = INT_DIGITS.search(msg)
+        if digits:
+            msg = (f"an integer literal of {digits.group(2)} digits, over the {digits.group(1)}-digit limit of "
+                   "Python's int conversion (the interpreter refuses to compile it too)")
+        return msg + where
+    if isinstance(err, MemoryError):
+        return "the parser ran out of memory (nesting too deep)"
+    if isinstance(err, RecursionError):
+        return "nesting too deep for the parser"
+    return str(err) or type(err).__name__
 
 
 class _RewriteFailed(Exception):
@@ -233,9 +250,9 @@ DEDENT_CONTINUATIONS = re.compile(r"^(else|elif|except|finally|case)\b|^[)\]}]")
 
 def _parse_statements(text: str, filename: str, first_error: str) -> ParsedSource:
     """Parse ``text`` one top-level statement at a time; keep what parses, name what does not."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    starts = [i for i, ln in enumerate(lines) if ln[:1] not in ("", " ", "\t", "#")
-              and not DEDENT_CONTINUATIONS.match(ln)]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    starts = _statement_starts(text, lines)
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
     starts.append(len(lines))
@@ -258,14 +275,40 @@ def _parse_statements(text: str, filename: str, first_error: str) -> ParsedSourc
             i += 1
     if not body:
         return ParsedSource(tree=None, error=f"not Python (or newer syntax than supported): {first_error}")
-    ranges = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in _merge_ranges(bad)[:10])
+    merged = _merge_ranges(bad)
+    ranges = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in merged[:10]) + (", ..." if len(merged) > 10 else "")
+    noun = "line" if len(merged) == 1 and merged[0][0] == merged[0][1] else "lines"
     return ParsedSource(
         tree=ast.Module(body=body, type_ignores=[]),
-        error=f"lines {ranges} could not be parsed ({first_error}); the rest was read",
+        error=f"{noun} {ranges} could not be parsed ({first_error}); the rest was read",
         used_fallback=True,
         fstrings_rewritten=count,
         partial=True,
     )
+
+
+def _statement_starts(text: str, lines: list[str]) -> list[int]:
+    """0-based lines where a top-level statement may begin: from the tokenizer (so that lines
+    inside a multi-line string never count), and past the point where it gives up, any line
+    that starts in column 0."""
+    starts: list[int] = []
+    resume = 0
+    at_start = True
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                at_start = True
+            elif tok.type not in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+                if at_start and tok.start[1] == 0 and not DEDENT_CONTINUATIONS.match(tok.line):
+                    starts.append(tok.start[0] - 1)
+                at_start = False
+            resume = tok.end[0]
+    except (tokenize.TokenError, SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
+    else:
+        return starts
+    return starts + [i for i in range(resume, len(lines)) if lines[i][:1] not in ("", " ", "\t", "#")
+                     and not DEDENT_CONTINUATIONS.match(lines[i])]
 
 
 def _parse_chunk(chunk: str, filename: str) -> tuple[ast.Module | None, int]:

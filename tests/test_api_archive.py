@@ -161,3 +161,11 @@ def test_encrypted_zip_member_is_refused(tmp_path: Path):
 def test_safe_member_path_normalizes():
     assert str(safe_member_path("./a//b/./c.txt")) == "a/b/c.txt"
     assert safe_member_path("./") is None
+
+
+def test_a_member_the_disk_refuses_is_named_without_errno_or_server_paths(tmp_path: Path):
+    name = "rec/" + "n" * 300 + ".log"  # one path component over the file system's 255 bytes
+    with pytest.raises(ArchiveError) as err:
+        extract(make_zip({"rec/train_gpt.py": b"x = 1\n", name: b"data"}), tmp_path / "x")
+    text = str(err.value)
+    assert "its name is too long" in text and "Errno" not in text and str(tmp_path) not in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,8 +47,14 @@ def test_kill_9_then_restart_recovers_every_job(tmp_path):
         con.execute("UPDATE audits SET status='running', attempts=3, worker_id=? WHERE id=?",
                     (f"{socket.gethostname()}:{dead_pid}:deadbeef", exhausted))
     was_running = [a for a in accepted if before[a][0] == "running" and a != exhausted]
+    # what crashed servers leave: a dead process's work folder (unlocked) and an old-style one
+    for junk in (data / "work" / "node-999999-deadbeef", data / "work" / "pgolf-audit-stale"):
+        (junk / "upload").mkdir(parents=True, exist_ok=True)
+        (junk / "upload" / "big.bin").write_bytes(b"x" * (1 << 20))
 
     with Server(data, workers=2) as srv2, httpx.Client(base_url=srv2.url, timeout=60) as c:
+        left = sorted(p.name for p in (data / "work").iterdir())
+        assert len(left) == 1 and left[0].startswith("node-"), left  # only the live server's own
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             after = _states(db)
@@ -65,6 +72,33 @@ def test_kill_9_then_restart_recovers_every_job(tmp_path):
         assert after[audit_id][1] == 2  # the interrupted attempt counts
     assert 'pgolf_jobs_recovered_total{outcome="failed"} 1.0' in metrics
     assert len(after) == len(accepted)  # and nothing was duplicated
+    assert db.stat().st_mode & 0o777 == 0o600  # it holds uploaded submissions
+
+
+def test_a_live_servers_work_folder_is_never_removed(tmp_path):
+    """Two servers sharing a data dir: the second one's start-up cleanup leaves the first's
+    folder alone (its lock is held), and removes it once that process is gone."""
+    import subprocess
+    import sys
+
+    from api.jobs import claim_workroot
+
+    base = tmp_path / "work"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ("import sys, time; from pathlib import Path; from api.jobs import claim_workroot; "
+                                f"print(claim_workroot(Path({str(base)!r})), flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = Path(holder.stdout.readline().strip())
+        (theirs / "job").mkdir()
+        mine = claim_workroot(base)
+        assert theirs.is_dir() and (theirs / "job").is_dir() and mine != theirs
+    finally:
+        holder.kill()
+        holder.wait()
+    again = claim_workroot(base)
+    assert not theirs.exists() and mine.exists()  # ours is still locked by this process
+    assert {p.name for p in base.iterdir()} == {mine.name, again.name}
 
 
 def test_sigterm_hands_running_jobs_back_without_using_an_attempt(tmp_path):

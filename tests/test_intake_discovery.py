@@ -317,6 +317,8 @@ def test_symlinks_are_recorded_never_followed(tmp_path: Path) -> None:
     (rec_dir / "train_seed2.log").symlink_to("logs/seed1.log")  # link inside the folder
     (rec_dir / "gone.log").symlink_to("nowhere.log")  # dangling
     (rec_dir / "up").symlink_to("..", target_is_directory=True)  # loop back up the tree
+    (rec_dir / "loop_a.log").symlink_to("loop_b.log")  # a loop: not "dangling"
+    (rec_dir / "loop_b.log").symlink_to("loop_a.log")
 
     (rec,) = discover_records(tmp_path)
     by = {f.rel: f for f in rec.files}
@@ -326,6 +328,7 @@ def test_symlinks_are_recorded_never_followed(tmp_path: Path) -> None:
     assert by["train_seed2.log"].is_symlink and not by["train_seed2.log"].symlink_escapes
     assert by["train_seed2.log"].size == len(LOG)  # an in-folder link reads as its target
     assert by["gone.log"].unreadable == "dangling symlink"
+    assert by["loop_a.log"].unreadable == by["loop_b.log"].unreadable == "symlink loop"
     assert by["up"].symlink_escapes
 
     # Escaping links are never offered to later stages.
@@ -343,6 +346,8 @@ def test_symlinks_are_recorded_never_followed(tmp_path: Path) -> None:
         "up": Severity.ERROR,
         "train_seed2.log": Severity.WARNING,
         "gone.log": Severity.WARNING,
+        "loop_a.log": Severity.WARNING,
+        "loop_b.log": Severity.WARNING,
     }
     # HYG001 does not count the escaping train_gpt.py as present.
     assert any("train_gpt.py" in f.message for f in _hyg001(rec))
@@ -472,3 +477,38 @@ def test_corpus_has_60_records() -> None:
     assert variants == 3
     no_logs = sorted(r.name for r in found if not r.logs)
     assert len(no_logs) == 3 and all(r.track == "track_non_record_16mb" for r in found if not r.logs)
+
+
+def test_a_flooded_folder_keeps_its_required_files_and_says_it_was_cut(tmp_path: Path, monkeypatch) -> None:
+    """More entries than the listing keeps, all sorting before the required files: the required
+    files are still found (looked up first, by name), and the cut is its own finding."""
+    monkeypatch.setattr(intake, "MAX_FILES_PER_RECORD", 40)
+    rec_dir = tmp_path / "records/track_10min_16mb/R"
+    write(rec_dir, full_record({"train_seed1.log": LOG}))
+    for i in range(120):  # names before README.md / submission.json / train_gpt.py, in every order
+        (rec_dir / f"A{i:04d}.bin").write_bytes(b"x")
+    (rec_dir / "0dir").mkdir()
+    for i in range(30):
+        (rec_dir / "0dir" / f"{i}.txt").write_text("x\n")
+    (rec,) = discover_records(tmp_path)
+    assert rec.submission_json is not None and rec.readme is not None and rec.entry_script is not None
+    assert "train_seed1.log" in {f.rel for f in rec.logs}
+    assert not _hyg001(rec), [f.message for f in _hyg001(rec)]
+    cut = [f for f in unsafe_path_findings(rec) if "more than 40 entries" in f.message]
+    assert len(cut) == 1 and cut[0].location.file == "."
+    assert len(rec.files) == 41  # the kept entries and the one that says the listing was cut
+    rels = [f.rel for f in rec.files[:-1]]
+    assert rels == sorted(rels, key=lambda r: r.split("/"))  # the listing order stays by name
+
+
+def test_many_unreadable_logs_give_a_bounded_number_of_findings(tmp_path: Path) -> None:
+    from auditor.parse.logs import MAX_LOG_FINDINGS, parse_log, unreadable_log_findings
+
+    logs = []
+    for i in range(MAX_LOG_FINDINGS + 15):
+        path = tmp_path / f"empty{i:03d}.log"
+        path.write_bytes(b"")
+        logs.append(parse_log(path, path.name))
+    found = unreadable_log_findings(logs)
+    assert len(found) == MAX_LOG_FINDINGS + 1
+    assert found[-1].data["more"] == 15 and "15 more logs could not be fully read" in found[-1].message

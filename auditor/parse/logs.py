@@ -1171,14 +1171,21 @@ def unusable(log: ParsedLog) -> bool:
     return any(p.startswith(_UNUSABLE) for p in log.problems) or log.lines == 0
 
 
+MAX_LOG_FINDINGS = 20  # one finding per unreadable log up to this many, then one for the rest
+
+
 def unreadable_log_findings(logs: list[ParsedLog]) -> list[Finding]:
     """HYG004 for each log that could not be fully read; an error when it was the folder's only
     log and nothing could be parsed from it."""
     out: list[Finding] = []
     usable = [log for log in logs if not unusable(log)]
+    rest: list[ParsedLog] = []
     for log in logs:
         problems = read_problems(log)
         if not problems:
+            continue
+        if len(out) >= MAX_LOG_FINDINGS:
+            rest.append(log)
             continue
         bad = unusable(log)
         severity = Severity.ERROR if bad and not usable and len(logs) == 1 else None
@@ -1190,6 +1197,17 @@ def unreadable_log_findings(logs: list[ParsedLog]) -> list[Finding]:
                 location=Location(file=log.rel),
                 severity=severity,
                 data={"problems": problems, "size": log.size, "lines_parsed": log.lines},
+                origin="log",
+            )
+        )
+    if rest:  # one finding for the rest: a flood of bad logs must not flood the report
+        shown = ", ".join(log.rel for log in rest[:5])
+        out.append(
+            finding(
+                "HYG004",
+                f"{len(rest)} more logs could not be fully read ({shown}{', ...' if len(rest) > 5 else ''})",
+                location=Location(file=rest[0].rel),
+                data={"more": len(rest), "files": [log.rel for log in rest[:50]]},
                 origin="log",
             )
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,14 @@ def parse_submission(path: Path, rel: str) -> SubmissionParse:
     except RecursionError:
         return SubmissionParse(findings=[_malformed(rel, "is not valid JSON: nested too deeply")])
     except ValueError as exc:  # e.g. an integer literal beyond Python's 4,300-digit limit
-        return SubmissionParse(findings=[_malformed(rel, f"is not valid JSON: {exc}")])
+        limit = sys.get_int_max_str_digits()
+        huge = re.search(rf"\d{{{limit + 1},}}", text) if limit else None
+        if huge is None:
+            return SubmissionParse(findings=[_malformed(rel, f"is not valid JSON: {exc}")])
+        line = text.count("\n", 0, huge.start()) + 1
+        return SubmissionParse(findings=[_malformed(
+            rel, f"holds a number of {len(huge.group())} digits (line {line}), more than any field can mean; "
+            f"numbers of up to {limit} digits are read", line=line)])
     if not isinstance(data, dict):
         return SubmissionParse(
             findings=[_malformed(rel, f"top-level value is {_json_type(data)}, not an object")]
