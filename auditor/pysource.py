@@ -292,23 +292,23 @@ def _statement_starts(text: str, lines: list[str]) -> list[int]:
     inside a multi-line string never count), and past the point where it gives up, any line
     that starts in column 0."""
     starts: list[int] = []
-    resume = 0
+    logical = 0  # 0-based line where the current logical line began
     at_start = True
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
                 at_start = True
             elif tok.type not in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
-                if at_start and tok.start[1] == 0 and not DEDENT_CONTINUATIONS.match(tok.line):
-                    starts.append(tok.start[0] - 1)
+                if at_start:
+                    logical = tok.start[0] - 1
+                    if tok.start[1] == 0 and not DEDENT_CONTINUATIONS.match(tok.line):
+                        starts.append(logical)
                 at_start = False
-            resume = tok.end[0]
     except (tokenize.TokenError, SyntaxError, ValueError, RecursionError, MemoryError):
-        pass
-    else:
-        return starts
-    return starts + [i for i in range(resume, len(lines)) if lines[i][:1] not in ("", " ", "\t", "#")
-                     and not DEDENT_CONTINUATIONS.match(lines[i])]
+        # lost from the logical line it was in (an unclosed bracket, a stray quote) to the end
+        return starts + [i for i in range(logical + 1, len(lines)) if lines[i][:1] not in ("", " ", "\t", "#")
+                         and not DEDENT_CONTINUATIONS.match(lines[i])]
+    return starts
 
 
 def _parse_chunk(chunk: str, filename: str) -> tuple[ast.Module | None, int]:

@@ -126,6 +126,8 @@ def main() -> None:
     log_run_header(h, code)
     try:
         train_and_eval(h, device, code)
+        if h.distributed:
+            dist.barrier()  # no rank tears the group down while another is still in a collective
     finally:
         if h.distributed:
             dist.destroy_process_group()

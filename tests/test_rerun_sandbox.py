@@ -319,3 +319,77 @@ def test_a_write_that_reaches_the_host_is_found_by_the_host_check(monkeypatch):
     finally:
         shutil.rmtree(root, ignore_errors=True)
         Path(host_target).unlink(missing_ok=True)
+
+
+_CONTAINED_PROBES = '''
+import os, signal, socket, sys
+def attempt(name, fn):
+    try:
+        out = fn()
+        print(name, "ALLOWED", out, flush=True)
+    except Exception as exc:
+        print(name, "BLOCKED", type(exc).__name__, flush=True)
+def abstract():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2)
+    s.connect("\\0" + sys.argv[1])
+    s.sendall(b"escaped")
+attempt("abstract", abstract)
+attempt("tcp_loopback", lambda: socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=2))
+attempt("shadow", lambda: open("/etc/shadow").read(10))
+attempt("signal_parent", lambda: os.kill(os.getppid(), signal.SIGTERM))
+attempt("signal_init", lambda: os.kill(1, signal.SIGKILL))
+attempt("harness_env", lambda: open("/proc/%d/environ" % os.getppid(), "rb").read(100))
+print("env_keys", sorted(os.environ), flush=True)
+print("procs", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), flush=True)
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not namespaces_available()[0], reason="needs root and namespaces")
+def test_what_was_contained_stays_contained(monkeypatch):
+    """Loopback TCP and abstract Unix sockets of the host, /etc/shadow, the harness's environment
+    and processes, signals to the sandbox's parent: none reachable, and the host listeners get nothing."""
+    import socket
+    import threading
+
+    monkeypatch.setenv("PGOLF_HARNESS_SECRET", "do-not-leak")
+    name = f"pgolf-abstract-{uuid.uuid4().hex[:10]}"
+    listeners = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), socket.socket(socket.AF_INET, socket.SOCK_STREAM)]
+    listeners[0].bind("\0" + name)
+    listeners[1].bind(("127.0.0.1", 0))
+    got: list = []
+    for lst in listeners:
+        lst.listen(4)
+        lst.settimeout(0.2)
+
+    def serve():
+        while not done.is_set():
+            for lst in listeners:
+                try:
+                    conn, _ = lst.accept()
+                    got.append(conn.recv(100))
+                    conn.close()
+                except OSError:
+                    pass
+
+    done = threading.Event()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    root, ws = _attack_workspace()
+    (ws / "probe.py").write_text(_CONTAINED_PROBES)
+    try:
+        res = run_sandboxed([sys.executable, "probe.py", name, str(listeners[1].getsockname()[1])], ws,
+                            {"PATH": "/usr/bin:/bin"}, SandboxLimits(wall_seconds=60), out_dir=root / "out")
+    finally:
+        done.set()
+        thread.join(5)
+        for lst in listeners:
+            lst.close()
+        shutil.rmtree(root, ignore_errors=True)
+    assert res.returncode == 0, res.stderr
+    assert got == [], got
+    for probe in ("abstract", "tcp_loopback", "shadow", "signal_parent", "signal_init", "harness_env"):
+        assert f"{probe} BLOCKED" in res.stdout, res.stdout
+    assert "PGOLF_HARNESS_SECRET" not in res.stdout
+    procs = ast.literal_eval(res.stdout.split("procs ", 1)[1].splitlines()[0])
+    assert max(procs) < 10, procs  # its own PID namespace: the supervisor and itself, nothing of the host
