@@ -274,6 +274,7 @@ class JobRunner:
                 "limits": {"max_bytes": self.settings.max_extracted_bytes,
                            "max_members": self.settings.max_archive_members},
                 "workroot": str(self._workroot()),
+                "cache_dir": str(self.settings.effective_cache_dir) if self.settings.result_cache else None,
             }
             if job.kind == "upload":
                 upload = s.get(Upload, audit_id)

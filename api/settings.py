@@ -51,6 +51,10 @@ class Settings(BaseModel):
     heartbeat_s: float = 5.0
     stale_after_s: float = 60.0  # a running job whose heartbeat is older belongs to a dead node
     worker_memory_mb: int = 4096  # RLIMIT_AS of a static worker process (0 = no limit)
+    # Record results by content (auditor/cache.py), shared by the worker processes and kept across
+    # restarts; None = <data_dir>/cache. result_cache=False audits everything afresh.
+    cache_dir: Path | None = None
+    result_cache: bool = True
 
     @field_validator("allowed_git_hosts", mode="before")
     @classmethod
@@ -62,6 +66,10 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'pgolf.db').resolve()}"
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        return self.cache_dir or self.data_dir / "cache"
 
     @staticmethod
     def hash_token(token: str) -> str:
@@ -89,13 +97,15 @@ class Settings(BaseModel):
             "PGOLF_MAX_UPLOAD_BYTES": "max_upload_bytes", "PGOLF_AUDIT_TIMEOUT_S": "audit_timeout_s",
             "PGOLF_LS_REMOTE_TIMEOUT_S": "ls_remote_timeout_s", "PGOLF_STALE_AFTER_S": "stale_after_s",
             "PGOLF_HEARTBEAT_S": "heartbeat_s", "PGOLF_MAX_ATTEMPTS": "max_attempts",
-            "PGOLF_WORKER_MEMORY_MB": "worker_memory_mb",
+            "PGOLF_WORKER_MEMORY_MB": "worker_memory_mb", "PGOLF_CACHE_DIR": "cache_dir",
         }
         for var, field in simple.items():
             if env.get(var):
                 values[field] = env[var]
         if env.get("PGOLF_ALLOW_LOCAL_REPOS"):
             values["allow_local_repos"] = env["PGOLF_ALLOW_LOCAL_REPOS"].lower() in ("1", "true", "yes")
+        if env.get("PGOLF_NO_CACHE"):
+            values["result_cache"] = env["PGOLF_NO_CACHE"].lower() not in ("1", "true", "yes")
         if env.get("PGOLF_NO_AUTH"):
             values["auth_required"] = env["PGOLF_NO_AUTH"].lower() not in ("1", "true", "yes")
         values.update({k: v for k, v in overrides.items() if v is not None})

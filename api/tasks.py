@@ -97,18 +97,20 @@ def _run_static(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         # Imported under the alarm and the memory limit: a worker too small to import fails the job.
         from auditor import report as report_mod
+        from auditor.cache import ResultCache
         from auditor.pipeline import AuditOptions, audit_git, audit_paths
 
         # The static part never reruns: reruns go to the GPU queue (and never into this process).
         options = AuditOptions.model_validate_json(spec["options_json"]).model_copy(update={"rerun": False})
+        cache = ResultCache(Path(spec["cache_dir"])) if spec.get("cache_dir") else None
         with tempfile.TemporaryDirectory(prefix="pgolf-audit-", dir=spec.get("workroot")) as tmp:
             work = Path(tmp)
             if spec["kind"] == "upload":
                 root = extract(spec["upload"], work / "upload", Limits(**spec["limits"]))
-                result = audit_paths([root], options, jobs=1)
+                result = audit_paths([root], options, jobs=1, cache=cache)
             else:
                 # The ref is audited by name and must still be at the commit the key was made from.
-                result = audit_git(spec["repo"], spec["ref"], spec.get("base"), options, work / "git")
+                result = audit_git(spec["repo"], spec["ref"], spec.get("base"), options, work / "git", cache=cache)
                 seen = result.pr.commit if result.pr else None
                 if seen and spec.get("commit") and seen != spec["commit"]:
                     return _failure(

@@ -19,7 +19,6 @@ from rich.console import Console
 
 from auditor import __version__
 from auditor.errors import ExitCode, PgolfError
-from auditor.models import Verdict
 
 app = typer.Typer(
     name="pgolf",
@@ -30,11 +29,12 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+# by the verdict's value: auditor.models (pydantic) loads only on the commands that audit
 VERDICT_EXIT = {
-    Verdict.PASS: ExitCode.PASS,
-    Verdict.FAIL: ExitCode.FAIL,
-    Verdict.NEEDS_REVIEW: ExitCode.NEEDS_REVIEW,
-    Verdict.ERROR: ExitCode.INPUT_ERROR,
+    "PASS": ExitCode.PASS,
+    "FAIL": ExitCode.FAIL,
+    "NEEDS_REVIEW": ExitCode.NEEDS_REVIEW,
+    "ERROR": ExitCode.INPUT_ERROR,
 }
 
 
@@ -87,9 +87,18 @@ def audit(
     ] = True,
     rerun: Annotated[bool, typer.Option(help="Also rerun each record in the sandbox (slow).")] = False,
     jobs: Annotated[int | None, typer.Option(help="Parallel worker processes for trees.")] = None,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="Reuse results of unchanged records [PGOLF_CACHE_DIR].")
+    ] = True,
 ) -> None:
     """Audit record folders, a records tree, or a git ref (a PR head)."""
+    for path in paths or []:  # before the heavy imports: a wrong path is answered at once
+        if not os.path.lexists(path):
+            raise PgolfError(f"path not found: {path}")
     from auditor import pipeline, report
+    from auditor.cache import ResultCache
+
+    result_cache = ResultCache() if cache and os.environ.get("PGOLF_NO_CACHE", "") in ("", "0") else None
 
     options = pipeline.AuditOptions(
         baseline=baseline,
@@ -108,15 +117,15 @@ def audit(
         if ref is None:
             raise typer.BadParameter("--git needs --ref (or --pr)")
         with tempfile.TemporaryDirectory(prefix="pgolf-git-") as work:
-            result = pipeline.audit_git(git, ref, base, options, Path(work))
+            result = pipeline.audit_git(git, ref, base, options, Path(work), cache=result_cache)
     else:
         if not paths:
             raise typer.BadParameter("give at least one record folder or records tree (or --git)")
         with _progress() as tick:
-            result = pipeline.audit_paths(list(paths), options, progress=tick, jobs=jobs)
+            result = pipeline.audit_paths(list(paths), options, progress=tick, jobs=jobs, cache=result_cache)
     render_opts = {"color": False} if fmt is Format.text and output is not None else {}
     _emit(report.render(result, fmt.value, **render_opts), output)
-    raise typer.Exit(int(VERDICT_EXIT[result.verdict]))
+    raise typer.Exit(int(VERDICT_EXIT[result.verdict.value]))
 
 
 class _progress:
@@ -252,7 +261,7 @@ def rerun(
                        options={"rerun": options.model_dump(mode="json")})
     render_opts = {"color": False} if fmt is Format.text and output is not None else {}
     _emit(report.render(full, fmt.value, **render_opts), output)
-    raise typer.Exit(int(VERDICT_EXIT[full.verdict]))
+    raise typer.Exit(int(VERDICT_EXIT[full.verdict.value]))
 
 
 def _now() -> str:
@@ -287,17 +296,31 @@ def train(
               f"bytes_total {sub['bytes_total']:,}")
 
 
-def _mount_service_commands() -> None:
-    """`pgolf serve` and `pgolf worker` live with the service (api/cli.py); they need the service extra."""
-    try:
-        from api.cli import serve, worker
-    except ImportError:  # installed without the service extra: the audit CLI still works
+SERVICE_COMMANDS = {
+    "serve": "Run the HTTP service (needs the service extra; `pgolf serve --help` for its options).",
+    "worker": "Run a rerun worker on the queue (needs the service extra; `pgolf worker --help`).",
+}
+
+
+def _mount_service_commands(argv: list[str]) -> None:
+    """`pgolf serve` and `pgolf worker` live with the service (api/cli.py) and need its extra. The
+    real commands are loaded only when one of them runs (the service's settings cost a tenth of a
+    second at start-up); otherwise they are listed by name."""
+    if len(argv) > 1 and argv[1] in SERVICE_COMMANDS:
+        try:
+            from api.cli import serve, worker
+        except ImportError:  # installed without the service extra: the audit CLI still works
+            raise PgolfError(f"`pgolf {argv[1]}` needs the service extra: pip install 'pgolf[service]'") from None
+        app.command("serve")(serve)
+        app.command("worker")(worker)
         return
-    app.command("serve")(serve)
-    app.command("worker")(worker)
+    for name, text in SERVICE_COMMANDS.items():
+        app.command(name, help=text, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
+            _unavailable_service_command)
 
 
-_mount_service_commands()
+def _unavailable_service_command() -> None:
+    raise PgolfError("the service commands are loaded by `pgolf serve` / `pgolf worker` themselves")
 
 
 @app.command()
@@ -309,6 +332,7 @@ def version() -> None:
 def main() -> None:
     """Entry point: no tracebacks for expected errors, a defined exit code for every outcome."""
     try:
+        _mount_service_commands(sys.argv)
         # standalone_mode=False: click returns the exit code of typer.Exit instead of exiting.
         rc = app(standalone_mode=False, prog_name="pgolf")
         sys.exit(rc if isinstance(rc, int) else 0)

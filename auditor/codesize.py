@@ -17,12 +17,13 @@ import base64
 import hashlib
 import json
 import lzma
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import brotli
 import python_minifier
+
+from auditor.cache import atomic_write, cache_root
 
 # pyminify command-line flags -> python_minifier.minify keyword arguments.
 _PYMINIFY_FLAGS = {
@@ -185,10 +186,7 @@ def _minifier_version() -> str:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("PGOLF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pgolf"
-    )
-    return Path(base) / "codesize"
+    return cache_root() / "codesize"
 
 
 def virtual_wrapper_size(source: str, spec: VirtualWrapperSpec) -> VirtualWrapperSize:
@@ -209,10 +207,8 @@ def virtual_wrapper_size(source: str, spec: VirtualWrapperSpec) -> VirtualWrappe
         compressed = lzma.compress(minified, preset=spec.compressor_level if spec.compressor_level else 6)
     wrapper = len(spec.prefix) + len(base64.b85encode(compressed)) + len(spec.suffix)
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(
-            json.dumps({"minified": len(minified), "wrapper": wrapper, "spec": asdict(spec)}, default=repr)
-        )
+        atomic_write(cache_file, json.dumps({"minified": len(minified), "wrapper": wrapper, "spec": asdict(spec)},
+                                            default=repr).encode())
     except OSError:
         pass  # a read-only cache only costs time
     return VirtualWrapperSize(spec, len(minified), wrapper, version)

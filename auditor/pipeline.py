@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from auditor import __version__, checks, intake, verdict
+from auditor.cache import ResultCache, record_key
 from auditor.context import RecordContext
 from auditor.models import AuditReport, Finding, PRScope, RecordAudit, Verdict
 from auditor.options import AuditOptions, Policy
@@ -137,13 +138,15 @@ def audit_paths(
     *,
     progress: ProgressFn | None = None,
     jobs: int | None = None,
+    cache: ResultCache | None = None,
 ) -> AuditReport:
-    """Audit record folders or records trees. Raises InputError for a path that cannot be read."""
+    """Audit record folders or records trees. Raises InputError for a path that cannot be read.
+    With ``cache``, unchanged records come from it (and fresh results go into it)."""
     options = options or AuditOptions()
     records: list[intake.RecordFolder] = []
     for path in paths:
         records.extend(intake.discover_records(Path(path)))
-    audits = _audit_all(records, options, progress=progress, jobs=jobs)
+    audits = _audit_all(records, options, progress=progress, jobs=jobs, cache=cache)
     root = Path(paths[0]).resolve() if len(paths) == 1 else None
     return _report(audits, options, findings=[], root=root)
 
@@ -156,13 +159,14 @@ def audit_git(
     workdir: Path,
     *,
     progress: ProgressFn | None = None,
+    cache: ResultCache | None = None,
     **git_limits,
 ) -> AuditReport:
     """Audit what a git ref (a PR head) adds. With ``base``, only the record folders it adds.
     ``git_limits`` go to `intake.checkout_git` (``timeout_s``, ``max_bytes``, ...)."""
     options = options or AuditOptions()
     with intake.checkout_git(repo, ref, base, workdir, **git_limits) as checkout:
-        audits = _audit_all(checkout.records, options, progress=progress, jobs=None)
+        audits = _audit_all(checkout.records, options, progress=progress, jobs=None, cache=cache)
         return _report(audits, options, findings=checkout.scope_findings(), pr=checkout.pr_scope())
 
 
@@ -172,24 +176,33 @@ def _audit_all(
     *,
     progress: ProgressFn | None,
     jobs: int | None,
+    cache: ResultCache | None = None,
 ) -> list[RecordAudit]:
+    keys = [record_key(rec, options) for rec in records] if cache is not None else [None] * len(records)
+    audits: list[RecordAudit | None] = [cache.get(k) if cache is not None else None for k in keys]
+    todo = [i for i, a in enumerate(audits) if a is None]
+    for i, a in enumerate(audits):
+        if a is not None and progress:
+            progress(records[i].rel)
+
+    def done(i: int, audit: RecordAudit) -> None:
+        audits[i] = audit
+        if cache is not None:
+            cache.put(keys[i], audit)
+        if progress:
+            progress(records[i].rel)
+
     # Process-level parallelism only pays for itself on trees; one folder stays in-process.
-    workers = jobs if jobs is not None else min(len(records), os.cpu_count() or 1, 8)
-    if workers <= 1 or len(records) < 4:
-        audits = []
-        for rec in records:
-            audits.append(audit_record(rec, options))
-            if progress:
-                progress(rec.rel)
-        return audits
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(audit_record, rec, options) for rec in records]
-        audits = []
-        for rec, fut in zip(records, futures):
-            audits.append(fut.result())
-            if progress:
-                progress(rec.rel)
-    return audits
+    workers = jobs if jobs is not None else min(len(todo), os.cpu_count() or 1, 8)
+    if workers <= 1 or len(todo) < 4:
+        for i in todo:
+            done(i, audit_record(records[i], options))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [(i, pool.submit(audit_record, records[i], options)) for i in todo]
+            for i, fut in futures:
+                done(i, fut.result())
+    return [a for a in audits if a is not None]
 
 
 def _report(

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
 
 import rules
 from auditor import intake
@@ -158,6 +157,13 @@ class SignificanceResult(NamedTuple):
 # The test itself.
 
 
+def _stats():
+    """scipy.stats, imported when a test is actually computed (it costs a second at start-up)."""
+    from scipy import stats
+
+    return stats
+
+
 def _clean(values: Sequence[float | None]) -> tuple[np.ndarray, int]:
     """Finite values and how many were dropped (missing, NaN, inf)."""
     kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
@@ -193,18 +199,18 @@ def one_sided_test(candidate: Sequence[float], baseline: Sequence[float], margin
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if nc >= 2 and nb >= 2:
-            res = stats.ttest_ind(c, b, equal_var=False, alternative="less")
+            res = _stats().ttest_ind(c, b, equal_var=False, alternative="less")
             t, p, df = float(res.statistic), float(res.pvalue), float(res.df)
         elif nb == 1:
-            res = stats.ttest_1samp(c, popmean=float(b[0]), alternative="less")
+            res = _stats().ttest_1samp(c, popmean=float(b[0]), alternative="less")
             t, p, df = float(res.statistic), float(res.pvalue), float(nc - 1)
             note = "one baseline run: one-sample t-test of the candidate runs against it"
         else:
-            res = stats.ttest_1samp(b, popmean=float(c[0]), alternative="greater")
+            res = _stats().ttest_1samp(b, popmean=float(c[0]), alternative="greater")
             t, p, df = -float(res.statistic), float(res.pvalue), float(nb - 1)
             note = "one candidate run: one-sample t-test of the baseline runs against it"
     z = (float(c.mean()) - float(b.mean())) / se
-    z_p = float(stats.norm.cdf(z))
+    z_p = float(_stats().norm.cdf(z))
     return TestOutcome(t, p, df, z_p, note, float(z))
 
 
