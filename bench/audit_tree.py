@@ -34,10 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from auditor import intake  # noqa: E402
-from auditor.cache import ResultCache  # noqa: E402
-from auditor.pipeline import AuditOptions, audit_paths, audit_record  # noqa: E402
-from auditor.unwrap import unwrap_folder  # noqa: E402
+from auditor import intake
+from auditor.cache import ResultCache
+from auditor.pipeline import AuditOptions, audit_paths, audit_record
+from auditor.unwrap import unwrap_folder
 
 
 def analysed_sources(rec: intake.RecordFolder) -> list[str]:

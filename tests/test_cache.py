@@ -66,9 +66,9 @@ def test_any_change_to_what_the_audit_reads_is_a_miss(tmp_path, monkeypatch):
     folder = tmp_path / "records" / "track_10min_16mb" / "rec"
     shutil.copytree(src, folder)
 
-    def key(options=AuditOptions()):
+    def key(options: AuditOptions | None = None):
         (rec,) = intake.discover_records(folder)
-        return record_key(rec, options)
+        return record_key(rec, options or AuditOptions())
 
     base = key()
     assert base == key()  # deterministic
