@@ -104,7 +104,7 @@ def main() -> None:
         "source_bytes": sum(len(x) for t in sources.values() for x in t),
         "parse_floor_s": round(floor, 3),
         "cold_s": round(cold, 3),
-        "cold_over_parse_floor": round(cold / floor, 2) if floor else None,
+        "cold_over_parse_floor": round(cold / floor, 2) if floor > 0.01 else None,  # no code: no floor
         "warm_s": round(warm, 3),
         "warm_over_cold": round(warm / cold, 3),
         "warm_report_identical": same,
