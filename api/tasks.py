@@ -108,6 +108,8 @@ def _run_static(spec: dict[str, Any]) -> dict[str, Any]:
             if spec["kind"] == "upload":
                 root = extract(spec["upload"], work / "upload", Limits(**spec["limits"]))
                 result = audit_paths([root], options, jobs=1, cache=cache)
+                # where this worker unpacked it is the server's business, not the report's
+                result.options.pop("root", None)
             else:
                 # The ref is audited by name and must still be at the commit the key was made from.
                 result = audit_git(spec["repo"], spec["ref"], spec.get("base"), options, work / "git", cache=cache)

@@ -167,6 +167,30 @@ def test_upload_zip_and_tar_gz(env):
     assert again.status_code == 200 and again.json()["id"] == body2["id"]
 
 
+def test_the_same_record_in_new_bytes_is_answered_from_the_result_cache(env):
+    """Two uploads that differ as archives (zip, then tar.gz) but hold the same record: two audits,
+    the second answered from the workers' shared cache (no new entry), with the same report."""
+    c, data = env["client"], env["srv"].data_dir
+    entries = lambda: sorted((data / "cache").glob("results/*/*/*.json"))
+    first = wait_done(c, c.post("/v1/audits/upload", files={"file": ("a.zip", zip_record(9, wrap=record_name(9)))},
+                                data={"options": json.dumps({"policy": "readme"})}).json()["id"])
+    assert first["status"] == "done", first
+    cached = entries()
+    assert cached, "the worker wrote no cache entry"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, text in record_files(9).items():
+            info = tarfile.TarInfo(f"{record_name(9)}/{name}")
+            info.size = len(text.encode())
+            tf.addfile(info, io.BytesIO(text.encode()))
+    r = c.post("/v1/audits/upload", files={"file": ("b.tar.gz", buf.getvalue())},
+               data={"options": json.dumps({"policy": "readme"})})
+    assert r.status_code == 202 and r.json()["id"] != first["id"]  # other bytes: another audit
+    second = wait_done(c, r.json()["id"])
+    assert second["status"] == "done" and entries() == cached  # answered from the cache
+    assert _strip_volatile(second["report"]) == _strip_volatile(first["report"])
+
+
 def test_hostile_uploads(env):
     c = env["client"]
     assert c.post("/v1/audits/upload", files={"file": ("x.zip", b"not an archive")}).status_code == 422
