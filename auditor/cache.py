@@ -148,8 +148,8 @@ class ResultCache:
         return audit
 
     def put(self, key: str | None, audit: RecordAudit) -> None:
-        if key is None or audit.error:  # an internal error is not a result worth keeping
-            return
+        if key is None or audit.error or any(f.data.get("budget") for f in audit.findings):
+            return  # an internal error, or an audit stopped at its budget, is not a result to keep
         try:
             atomic_write(self._path(key), audit.model_dump_json().encode())
         except OSError:

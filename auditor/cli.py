@@ -90,6 +90,12 @@ def audit(
     cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="Reuse results of unchanged records [PGOLF_CACHE_DIR].")
     ] = True,
+    record_timeout: Annotated[
+        float, typer.Option(min=0, help="Wall-clock budget of one record's audit in seconds (0: none).")
+    ] = 300.0,
+    worker_memory_mb: Annotated[
+        int, typer.Option(min=0, help="Address-space budget of a worker process auditing a tree, MB (0: none).")
+    ] = 4096,
 ) -> None:
     """Audit record folders, a records tree, or a git ref (a PR head)."""
     for path in paths or []:  # before the heavy imports: a wrong path is answered at once
@@ -99,6 +105,7 @@ def audit(
     from auditor.cache import ResultCache
 
     result_cache = ResultCache() if cache and os.environ.get("PGOLF_NO_CACHE", "") in ("", "0") else None
+    budget = pipeline.RecordBudget(wall_s=record_timeout, memory_mb=worker_memory_mb)
 
     options = pipeline.AuditOptions(
         baseline=baseline,
@@ -117,12 +124,13 @@ def audit(
         if ref is None:
             raise typer.BadParameter("--git needs --ref (or --pr)")
         with tempfile.TemporaryDirectory(prefix="pgolf-git-") as work:
-            result = pipeline.audit_git(git, ref, base, options, Path(work), cache=result_cache)
+            result = pipeline.audit_git(git, ref, base, options, Path(work), cache=result_cache, budget=budget)
     else:
         if not paths:
             raise typer.BadParameter("give at least one record folder or records tree (or --git)")
         with _progress() as tick:
-            result = pipeline.audit_paths(list(paths), options, progress=tick, jobs=jobs, cache=result_cache)
+            result = pipeline.audit_paths(list(paths), options, progress=tick, jobs=jobs, cache=result_cache,
+                                          budget=budget)
     render_opts = {"color": False} if fmt is Format.text and output is not None else {}
     _emit(report.render(result, fmt.value, **render_opts), output)
     raise typer.Exit(int(VERDICT_EXIT[result.verdict.value]))

@@ -6,9 +6,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +22,7 @@ from auditor.context import RecordContext
 from auditor.models import AuditReport, Finding, PRScope, RecordAudit, Verdict
 from auditor.options import AuditOptions, Policy
 
-__all__ = ["AuditOptions", "Policy", "audit_git", "audit_paths", "audit_record"]
+__all__ = ["AuditOptions", "Policy", "RecordBudget", "audit_git", "audit_paths", "audit_record"]
 from auditor.parse.logs import parse_log, unreadable_log_findings
 from auditor.parse.readme import parse_readme
 from auditor.parse.submission import parse_submission
@@ -27,12 +31,71 @@ from auditor.unwrap import unwrap_folder
 ProgressFn = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class RecordBudget:
+    """What one record's audit may cost in a worker process: wall seconds (SIGALRM) and address
+    space (RLIMIT_AS, pool workers only). Over either, the record gets HYG010 and NEEDS_REVIEW and
+    the rest of the tree goes on; 0 switches a limit off."""
+
+    wall_s: float = 300.0
+    memory_mb: int = 4096
+
+
+class _BudgetExceeded(BaseException):  # not an Exception: no handler inside the audit swallows it
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _BudgetExceeded()
+
+
+def _worker_init(memory_mb: int) -> None:
+    if memory_mb > 0:
+        import resource
+
+        limit = memory_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _budget_audit(record: intake.RecordFolder, options: AuditOptions, budget: RecordBudget) -> RecordAudit:
+    """``audit_record`` under the budget; a record over it is reported, never lost."""
+    # An alarm someone else armed (the service's per-job deadline) is left to govern alone.
+    use_alarm = (budget.wall_s > 0 and threading.current_thread() is threading.main_thread()
+                 and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+    if use_alarm:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, budget.wall_s)
+    try:
+        return audit_record(record, options)
+    except _BudgetExceeded:
+        return over_budget(record, f"the audit of this folder took longer than its budget of {budget.wall_s:g} s "
+                                   "and was stopped")
+    except MemoryError:
+        return over_budget(record, f"the audit of this folder ran out of its memory budget "
+                                   f"({budget.memory_mb} MB per worker process) and was stopped")
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def over_budget(record: intake.RecordFolder, why: str) -> RecordAudit:
+    """A record whose audit was stopped: what is known (nothing was checked) as HYG010."""
+    from auditor.findings import finding
+
+    findings = [finding("HYG010", f"{why}: nothing of it was checked", data={"budget": True})]
+    return RecordAudit(path=record.rel, name=record.name, track=record.track, verdict=verdict.decide(findings),
+                       compliance=verdict.compliance(findings), findings=findings)
+
+
 def audit_record(record: intake.RecordFolder, options: AuditOptions) -> RecordAudit:
     """Audit one record folder. Never raises for bad input: problems become findings or ERROR."""
     try:
         ctx = _gather(record, options)
         findings = checks.run_all(ctx)
         return _record_audit(ctx, findings)
+    except MemoryError:
+        raise  # the record's memory budget: its caller reports that (HYG010), not an internal error
     except Exception as exc:  # noqa: BLE001 - a bug in pgolf must not hide the other records' verdicts
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return RecordAudit(
@@ -139,14 +202,16 @@ def audit_paths(
     progress: ProgressFn | None = None,
     jobs: int | None = None,
     cache: ResultCache | None = None,
+    budget: RecordBudget | None = None,
 ) -> AuditReport:
     """Audit record folders or records trees. Raises InputError for a path that cannot be read.
-    With ``cache``, unchanged records come from it (and fresh results go into it)."""
+    With ``cache``, unchanged records come from it (and fresh results go into it); ``budget``
+    bounds what each record's audit may cost."""
     options = options or AuditOptions()
     records: list[intake.RecordFolder] = []
     for path in paths:
         records.extend(intake.discover_records(Path(path)))
-    audits = _audit_all(records, options, progress=progress, jobs=jobs, cache=cache)
+    audits = _audit_all(records, options, progress=progress, jobs=jobs, cache=cache, budget=budget)
     root = Path(paths[0]).resolve() if len(paths) == 1 else None
     return _report(audits, options, findings=[], root=root)
 
@@ -160,13 +225,14 @@ def audit_git(
     *,
     progress: ProgressFn | None = None,
     cache: ResultCache | None = None,
+    budget: RecordBudget | None = None,
     **git_limits,
 ) -> AuditReport:
     """Audit what a git ref (a PR head) adds. With ``base``, only the record folders it adds.
     ``git_limits`` go to `intake.checkout_git` (``timeout_s``, ``max_bytes``, ...)."""
     options = options or AuditOptions()
     with intake.checkout_git(repo, ref, base, workdir, **git_limits) as checkout:
-        audits = _audit_all(checkout.records, options, progress=progress, jobs=None, cache=cache)
+        audits = _audit_all(checkout.records, options, progress=progress, jobs=None, cache=cache, budget=budget)
         return _report(audits, options, findings=checkout.scope_findings(), pr=checkout.pr_scope())
 
 
@@ -177,7 +243,9 @@ def _audit_all(
     progress: ProgressFn | None,
     jobs: int | None,
     cache: ResultCache | None = None,
+    budget: RecordBudget | None = None,
 ) -> list[RecordAudit]:
+    budget = budget or RecordBudget()
     keys = [record_key(rec, options) for rec in records] if cache is not None else [None] * len(records)
     audits: list[RecordAudit | None] = [cache.get(k) if cache is not None else None for k in keys]
     todo = [i for i, a in enumerate(audits) if a is None]
@@ -196,12 +264,23 @@ def _audit_all(
     workers = jobs if jobs is not None else min(len(todo), os.cpu_count() or 1, 8)
     if workers <= 1 or len(todo) < 4:
         for i in todo:
-            done(i, audit_record(records[i], options))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [(i, pool.submit(audit_record, records[i], options)) for i in todo]
-            for i, fut in futures:
+            done(i, _budget_audit(records[i], options, budget))
+        return [a for a in audits if a is not None]
+    lost: list[int] = []
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(budget.memory_mb,)) as pool:
+        futures = [(i, pool.submit(_budget_audit, records[i], options, budget)) for i in todo]
+        for i, fut in futures:
+            try:
                 done(i, fut.result())
+            except BrokenProcessPool:
+                lost.append(i)  # a worker died (killed at its memory limit, say): which one is unknown
+    for i in lost:  # one at a time in a fresh worker, so that the folder that kills it is the one named
+        with ProcessPoolExecutor(max_workers=1, initializer=_worker_init, initargs=(budget.memory_mb,)) as pool:
+            try:
+                done(i, pool.submit(_budget_audit, records[i], options, budget).result())
+            except BrokenProcessPool:
+                done(i, over_budget(records[i], f"the worker process auditing this folder died (memory budget "
+                                                f"{budget.memory_mb} MB per worker process)"))
     return [a for a in audits if a is not None]
 
 

@@ -67,6 +67,9 @@ class UnwrapLimits:
     max_layer_bytes: int = 16 * MiB  # decoded size of one payload
     max_total_bytes: int = 16 * MiB  # decoded size of all payloads of one unwrap call
     max_file_bytes: int = 64 * MiB  # a shipped file (or a sibling it reads) larger than this is not read
+    # A Python text larger than this is not parsed: the parse and the dataflow analysis cost minutes
+    # and gigabytes on tens of MB (real decoded scripts are under 500 KB). HYG010 says so.
+    max_parse_bytes: int = 4 * MiB
     min_literal_chars: int = 200  # the literal scan only tries literals at least this long
     lzma_memlimit: int = 256 * MiB  # decoder memory for one xz/lzma stream
     max_eval_steps: int = 200_000  # abstract-interpreter steps per layer
@@ -1641,6 +1644,13 @@ class _Unwrapper:
     # -- one layer -------------------------------------------------------------------------------
 
     def _layer(self, source: SourceFile, dunder_file: str, parsed: ParsedSource | None = None) -> None:
+        if parsed is None and len(source.text) > self.limits.max_parse_bytes:
+            source.parse_error = (
+                f"not analysed: {len(source.text):,} characters of code, over the analysis budget of "
+                f"{self.limits.max_parse_bytes:,} (real decoded scripts are under 500 KB)"
+            )
+            self.result.sources.append(source)
+            return
         parsed = parsed or parse_python(source.text, source.path)
         source.tree, source.parse_error, source.used_fallback = (
             parsed.tree,
@@ -1691,6 +1701,10 @@ class _Unwrapper:
                 decoded, why = _scan_literal(data, self.layer_limit(), self.limits.lzma_memlimit)
             except _OverBound as err:
                 self._bomb(source, line, str(err))
+                continue
+            if decoded is not None and len(decoded.value) > self.limits.max_parse_bytes:
+                # too big to parse here: kept as a payload, and _layer says it was not analysed
+                found.append(_Payload(decoded, unresolved[0][0].call.lineno if unresolved else line, "literal-scan"))
                 continue
             if decoded is not None:
                 parsed = parse_python(decoded.value.decode("utf-8", "replace"), source.path)
