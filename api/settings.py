@@ -35,6 +35,7 @@ class Settings(BaseModel):
     auth_required: bool = True
     rate_limit_per_minute: int = Field(default=60, ge=1)  # per token (per client IP when auth is off)
     rate_limit_burst: int = Field(default=30, ge=1)
+    max_inflight_per_caller: int = Field(default=16, ge=1)  # queued + running audits of one token (or IP)
 
     # Untrusted-input limits.
     max_json_body_bytes: int = 64 * 1024
@@ -93,7 +94,7 @@ class Settings(BaseModel):
             "PGOLF_DATA_DIR": "data_dir", "PGOLF_DATABASE_URL": "database_url",
             "PGOLF_WORKERS": "workers", "PGOLF_REDIS_URL": "redis_url", "PGOLF_RERUN_QUEUE": "rerun_queue", "PGOLF_UPSTREAM": "upstream",
             "PGOLF_ALLOWED_GIT_HOSTS": "allowed_git_hosts", "PGOLF_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
-            "PGOLF_RATE_LIMIT_BURST": "rate_limit_burst",
+            "PGOLF_RATE_LIMIT_BURST": "rate_limit_burst", "PGOLF_MAX_INFLIGHT": "max_inflight_per_caller",
             "PGOLF_MAX_UPLOAD_BYTES": "max_upload_bytes", "PGOLF_AUDIT_TIMEOUT_S": "audit_timeout_s",
             "PGOLF_LS_REMOTE_TIMEOUT_S": "ls_remote_timeout_s", "PGOLF_STALE_AFTER_S": "stale_after_s",
             "PGOLF_HEARTBEAT_S": "heartbeat_s", "PGOLF_MAX_ATTEMPTS": "max_attempts",

@@ -948,6 +948,44 @@ class _Git:
             pass
         proc.communicate()
 
+    def tree_size(self, commit: str, ref: str, max_files: int, max_bytes: int) -> int:
+        """Total blob bytes of the tree at ``commit``, streamed from ``git ls-tree``; InputError as
+        soon as the entry count or the bytes pass their limits (git is killed there)."""
+        cmd = [self.exe, *(a for item in _GIT_CONFIG for a in ("-c", item)), "--git-dir", str(self.git_dir),
+               "ls-tree", "-r", "-l", "-z", "--full-tree", commit]
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        except OSError as exc:
+            raise InputError(f"cannot run git: {exc}") from None
+        count = total = 0
+        rest = b""
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while chunk := proc.stdout.read(1 << 16):
+                entries = (rest + chunk).split(b"\0")
+                rest = entries.pop()
+                for e in entries:
+                    count += 1
+                    size = e.split(b"\t", 1)[0].split()[-1]
+                    total += int(size) if size.isdigit() else 0
+                if count > max_files:
+                    raise InputError(f"the tree at {ref!r} has more than {max_files:,} files (the limit); "
+                                     "refusing to check it out")
+                if total > max_bytes:
+                    raise InputError(f"the tree at {ref!r} holds more than {max_bytes:,} bytes (the limit); "
+                                     "refusing to check it out (raise the size limit if expected)")
+                if time.monotonic() > deadline:
+                    raise InputError(f"git ls-tree timed out after {self.timeout_s:g} s ({self.repo_label})")
+        finally:
+            if proc.poll() is None:
+                self._kill(proc)
+            else:
+                proc.wait()
+        if proc.returncode != 0:
+            raise InputError(f"git ls-tree failed on {ref!r}")
+        return total
+
     def ok(self, *args: str, **kw) -> str:
         res = self.run(*args, **kw)
         if res.returncode != 0:
@@ -1292,21 +1330,9 @@ def _checkout(
             co.notes.append(f"the history of {base!r} could not be fetched ({exc}); its merge base "
                             f"{co.base_commit[:12]} was computed in the source repository")
 
-    # Size bound before anything is written to disk: sum the blob sizes of the tree at ref.
-    listing = git.ok("ls-tree", "-r", "-l", "-z", "--full-tree", commit)
-    entries = [e for e in listing.split("\0") if e]
-    if len(entries) > max_files:
-        raise InputError(f"the tree at {ref!r} has {len(entries):,} files, over the limit of {max_files:,}")
-    total = 0
-    for e in entries:
-        size = e.split("\t", 1)[0].split()[-1]
-        total += int(size) if size.isdigit() else 0
-    if total > max_bytes:
-        raise InputError(
-            f"the tree at {ref!r} holds {total:,} bytes, over the limit of {max_bytes:,}; "
-            "refusing to check it out (raise the size limit if expected)"
-        )
-    co.tree_bytes = total
+    # Size bound before anything is written to disk: the tree at ref, counted as git lists it (a
+    # tree of 10^8 entries is refused at the first entry over the limit, never held in memory).
+    co.tree_bytes = git.tree_size(commit, ref, max_files, max_bytes)
 
     tree.mkdir()
     index_env = {"GIT_INDEX_FILE": str(tmp / "index")}

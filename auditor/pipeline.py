@@ -45,7 +45,14 @@ class _BudgetExceeded(BaseException):  # not an Exception: no handler inside the
     pass
 
 
+_expired = threading.Event()  # the running record's wall-clock budget ran out
+
+
 def _on_alarm(signum, frame):
+    # The signal can land where an exception is swallowed (a weakref callback during GC) or breaks
+    # a C routine's bookkeeping; the timer repeats until one reaches _budget_audit, and whatever
+    # error the audit ends with after the deadline is reported as the budget, not as a bug.
+    _expired.set()
     raise _BudgetExceeded()
 
 
@@ -62,21 +69,32 @@ def _budget_audit(record: intake.RecordFolder, options: AuditOptions, budget: Re
     # An alarm someone else armed (the service's per-job deadline) is left to govern alone.
     use_alarm = (budget.wall_s > 0 and threading.current_thread() is threading.main_thread()
                  and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+    timeout = over_budget(record, f"the audit of this folder took longer than its budget of {budget.wall_s:g} s "
+                                  "and was stopped") if use_alarm else None
+    previous = None
     if use_alarm:
+        _expired.clear()
         previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, budget.wall_s)
+        signal.setitimer(signal.ITIMER_REAL, budget.wall_s, 0.05)
     try:
-        return audit_record(record, options)
-    except _BudgetExceeded:
-        return over_budget(record, f"the audit of this folder took longer than its budget of {budget.wall_s:g} s "
-                                   "and was stopped")
-    except MemoryError:
-        return over_budget(record, f"the audit of this folder ran out of its memory budget "
-                                   f"({budget.memory_mb} MB per worker process) and was stopped")
-    finally:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+        try:
+            audit = audit_record(record, options)
+            return timeout if _expired.is_set() and audit.error else audit
+        except MemoryError:
+            return over_budget(record, f"the audit of this folder ran out of its memory budget "
+                                       f"({budget.memory_mb} MB per worker process) and was stopped")
+        finally:
+            _cancel_alarm(previous)
+    except _BudgetExceeded:  # also when the last tick lands in the cancelling itself
+        _cancel_alarm(previous)
+        return timeout
+
+
+def _cancel_alarm(previous) -> None:
+    if previous is not None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _expired.clear()
 
 
 def over_budget(record: intake.RecordFolder, why: str) -> RecordAudit:
@@ -107,6 +125,25 @@ def audit_record(record: intake.RecordFolder, options: AuditOptions) -> RecordAu
         )
 
 
+# A record folder's logs that are read (real records ship 1-10 of a few MB); the rest is named.
+MAX_LOGS_PER_RECORD = 200
+MAX_LOG_BYTES_PER_RECORD = 512 * 1024 * 1024
+
+
+def _logs_over_budget(rest: list[intake.FileEntry], read: int, read_bytes: int) -> Finding:
+    from auditor.findings import finding
+    from auditor.models import Location
+
+    shown = ", ".join(f.rel for f in rest[:5]) + (", ..." if len(rest) > 5 else "")
+    return finding(
+        "HYG010",
+        f"{len(rest)} logs were not read ({shown}): over the budget of {MAX_LOGS_PER_RECORD} logs or "
+        f"{MAX_LOG_BYTES_PER_RECORD >> 20} MiB of logs per record ({read} logs, {read_bytes:,} bytes read)",
+        location=Location(file=rest[0].rel),
+        data={"not_read": len(rest), "files": [f.rel for f in rest[:50]], "budget_logs": MAX_LOGS_PER_RECORD},
+    )
+
+
 def _gather(record: intake.RecordFolder, options: AuditOptions) -> RecordContext:
     ctx = RecordContext(record=record, options=options)
     ctx.intake_findings = intake.required_files_findings(record) + intake.unsafe_path_findings(record)
@@ -120,7 +157,16 @@ def _gather(record: intake.RecordFolder, options: AuditOptions) -> RecordContext
     ctx.sources = unwrapped.sources
     ctx.intake_findings += unwrapped.findings
 
-    for entry in record.logs:
+    # within the budget, the likeliest run logs first (*.log, train*), then in the folder's order
+    ranked = sorted(record.logs, key=lambda f: (not f.rel.endswith(".log"), "train" not in f.rel.lower(), f.rel))
+    chosen, read_bytes = [], 0
+    for n, entry in enumerate(ranked):
+        if n >= MAX_LOGS_PER_RECORD or read_bytes + entry.size > MAX_LOG_BYTES_PER_RECORD:
+            ctx.intake_findings.append(_logs_over_budget(ranked[n:], n, read_bytes))
+            break
+        chosen.append(entry)
+        read_bytes += entry.size
+    for entry in sorted(chosen, key=lambda f: f.rel):
         ctx.logs.append(parse_log(record.root / entry.rel, entry.rel))
     ctx.intake_findings += unreadable_log_findings(ctx.logs)
 

@@ -123,7 +123,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pgolf-bench-") as tmp:
         root = Path(tmp)
         bare = make_remote(root, args.submissions + 1)
-        limits = {"PGOLF_RATE_LIMIT_PER_MINUTE": "1000000", "PGOLF_RATE_LIMIT_BURST": "100000"}
+        limits = {"PGOLF_RATE_LIMIT_PER_MINUTE": "1000000", "PGOLF_RATE_LIMIT_BURST": "100000",
+                  "PGOLF_MAX_INFLIGHT": "100000"}
         with Server(root / "data", workers=args.workers, env=limits) as srv:
             with httpx.Client(base_url=srv.url, headers=AUTH, timeout=120) as c:
                 warm_s, warm = submit_and_wait(c, bare, args.submissions)  # first audit: cold caches

@@ -17,8 +17,8 @@ N = 50
 
 def test_fifty_concurrent_submissions(tmp_path):
     bare = make_remote(tmp_path, N)
-    # One client token sends all 75: lift its rate limit so only the engine is under test.
-    limits = {"PGOLF_RATE_LIMIT_PER_MINUTE": "100000", "PGOLF_RATE_LIMIT_BURST": "1000"}
+    # One client token sends all 75: lift its rate and in-flight limits so only the engine is under test.
+    limits = {"PGOLF_RATE_LIMIT_PER_MINUTE": "100000", "PGOLF_RATE_LIMIT_BURST": "1000", "PGOLF_MAX_INFLIGHT": "1000"}
     with Server(tmp_path / "data", workers=2, env=limits) as srv:
         def submit(i: int) -> tuple[int, int, str]:
             with httpx.Client(base_url=srv.url, headers=AUTH, timeout=60) as c:

@@ -82,3 +82,34 @@ def test_serve_refuses_bad_settings_without_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("PGOLF_WORKERS", "many")
     bad_env = CliRunner().invoke(cli, ["--data-dir", str(tmp_path)])
     assert bad_env.exit_code == 2 and "workers" in bad_env.output
+
+
+def test_one_callers_audits_in_flight_are_bounded(tmp_path):
+    """Each request within the rate limit, but a third audit while two of alice's are still queued
+    or running is refused (429 with Retry-After); bob is not held up by alice's flood."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    slot = Path(__file__).resolve().parents[1] / "examples" / "records" / "track_non_record_16mb" / "2026-11-02_Broken_SLOT"
+    heavy = slot.joinpath("train_gpt.py").read_text() + "".join(
+        f"def helper_{i}(x):\n    return x * {i} + 1\n\n" for i in range(60_000))  # seconds to audit
+
+    def upload(tag: str) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in slot.iterdir():
+                zf.writestr(f"rec/{f.name}", heavy if f.name == "train_gpt.py" else f.read_text())
+            zf.writestr("rec/notes.txt", tag)  # other bytes: another audit
+        return buf.getvalue()
+
+    alice = {"Authorization": "Bearer alice-token-0123456789"}
+    bob = {"Authorization": "Bearer bob-token-0123456789ab"}
+    with TestClient(_app(tmp_path, max_inflight_per_caller=2)) as c:
+        for tag in ("a1", "a2"):
+            r = c.post("/v1/audits/upload", files={"file": (f"{tag}.zip", upload(tag))}, headers=alice)
+            assert r.status_code == 202, r.text
+        third = c.post("/v1/audits/upload", files={"file": ("a3.zip", upload("a3"))}, headers=alice)
+        assert third.status_code == 429 and "queued or running" in third.json()["detail"]
+        assert int(third.headers["retry-after"]) > 0
+        assert c.post("/v1/audits/upload", files={"file": ("b1.zip", upload("b1"))}, headers=bob).status_code == 202

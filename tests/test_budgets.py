@@ -72,3 +72,19 @@ def test_workers_that_die_at_their_memory_budget_leave_every_record_reported(tmp
     for rec in result.records:  # however the shortage surfaced (died, MemoryError, a failed stage)
         assert any(f.rule_id == "HYG010" for f in rec.findings), rec
         assert rec.verdict.value == "NEEDS_REVIEW", rec
+
+
+def test_a_flood_of_logs_is_read_up_to_its_budget_run_logs_first(tmp_path, monkeypatch):
+    from auditor import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_LOGS_PER_RECORD", 5)
+    rec = tmp_path / "records" / "track_non_record_16mb" / "flood"
+    shutil.copytree(LIGHT, rec)
+    for i in range(30):  # sort before the real train_seed*.log files
+        (rec / f"a{i:03d}.txt").write_text("noise\n")
+    result = audit_paths([rec], AuditOptions(), jobs=1)
+    (audit,) = result.records
+    assert {r.log_file for r in audit.runs} >= {"train_seed314.log", "train_seed42.log", "train_seed999.log"}
+    over = [f for f in audit.findings if f.rule_id == "HYG010"]
+    assert len(over) == 1 and over[0].data["not_read"] == 28 and "over the budget of 5 logs" in over[0].message
+    assert audit.verdict.value != "PASS"

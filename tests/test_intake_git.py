@@ -435,12 +435,12 @@ def test_size_limits(tmp_path: Path, work: Path) -> None:
     big = os.urandom(150_000).hex()  # 300 KB of text that compresses to ~half
     url, _sha = make_pr_repo(tmp_path, base_tree(), base_tree() | new_record() | {f"{NEW}/blob.txt": big})
     # The tree check: the download fits within 2x the limit, the checked-out tree does not.
-    with pytest.raises(InputError, match="over the limit of 250,000"):
+    with pytest.raises(InputError, match="more than 250,000 bytes"):
         checkout_git(url, pr_ref(7), None, work, max_bytes=250_000)
     # The download guard: the fetched objects alone exceed 2x the limit.
     with pytest.raises(InputError, match="exceeds 40,000 bytes"):
         checkout_git(url, pr_ref(7), None, work, max_bytes=20_000)
-    with pytest.raises(InputError, match="files, over the limit"):
+    with pytest.raises(InputError, match="more than 3 files"):
         checkout_git(url, pr_ref(7), None, work, max_files=3)
     assert list(work.iterdir()) == []
     with checkout_git(url, pr_ref(7), None, work, max_bytes=1_000_000) as co:
@@ -507,3 +507,26 @@ def test_a_base_history_the_source_cannot_pack_falls_back_to_a_local_merge_base(
         assert co.added_records == [NEW] and co.outside_changes == []
         assert any("computed in the source repository" in n for n in co.notes)
         assert co.records and co.records[0].opened  # the PR's first commit dates the submission
+
+
+def test_a_tree_of_300k_entries_is_refused_while_it_is_listed(tmp_path: Path, work: Path) -> None:
+    """A flood of tree entries (here 300,000 names for one empty blob: cheap to make, costly to
+    check out) is refused from the streamed listing, before any of it is written to disk."""
+    import subprocess
+    import time
+
+    repo = tmp_path / "flood.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    git = ["git", "--git-dir", str(repo)]
+    blob = subprocess.run([*git, "hash-object", "-w", "--stdin"], input=b"", capture_output=True,
+                          check=True).stdout.decode().strip()
+    listing = "".join(f"100644 blob {blob}\tf{i:06d}\n" for i in range(300_000)).encode()
+    tree = subprocess.run([*git, "mktree"], input=listing, capture_output=True, check=True).stdout.decode().strip()
+    commit = subprocess.run([*git, "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree, "-m", "flood"],
+                            capture_output=True, check=True).stdout.decode().strip()
+    subprocess.run([*git, "update-ref", "refs/heads/flood", commit], check=True)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="more than 50,000 files"):
+        checkout_git(f"file://{repo}", "flood", None, work)
+    assert time.monotonic() - t0 < 30
+    assert list(work.iterdir()) == []

@@ -10,12 +10,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from api import html
 from api.archive import ArchiveError, sniff_format
-from api.db import DONE, FAILED, QUEUED, Audit, Upload
+from api.db import DONE, FAILED, QUEUED, RUNNING, Audit, Upload
 from api.schemas import AuditList, AuditOut, AuditRequest, AuditSummary, ErrorOut, Links, RerunState, Source
 from api.security import caller_for_post
 from api.sources import SourceError, check_ref, check_repo, resolve_commit
@@ -69,6 +69,17 @@ def audit_out(job: Audit) -> AuditOut:
     )
 
 
+def _check_inflight(s, caller: str | None, limit: int) -> None:
+    """One caller's queued and running audits are bounded, so that a flood from one token (each
+    request within the rate limit) cannot hold every worker while other callers wait."""
+    inflight = s.scalar(select(func.count()).select_from(Audit).where(
+        Audit.submitted_by == caller, Audit.status.in_((QUEUED, RUNNING))))
+    if inflight >= limit:
+        raise HTTPException(429, detail=f"{inflight} audits submitted by {caller!r} are queued or running, the "
+                                        f"limit per caller; submit more when they finish",
+                            headers={"Retry-After": "30"})
+
+
 def _create_or_get(request: Request, response: Response, job: Audit, upload: bytes | None) -> AuditOut:
     """Insert the job (committed before we answer) or return the one with the same key."""
     state = request.app.state
@@ -76,6 +87,7 @@ def _create_or_get(request: Request, response: Response, job: Audit, upload: byt
     with state.sessions() as s:
         existing = s.scalar(select(Audit).where(Audit.idem_key == job.idem_key))
         if existing is None:
+            _check_inflight(s, job.submitted_by, state.settings.max_inflight_per_caller)
             s.add(job)
             s.flush()  # the audit row must exist before the upload row that refers to it
             if upload is not None:
