@@ -393,3 +393,27 @@ def test_what_was_contained_stays_contained(monkeypatch):
     assert "PGOLF_HARNESS_SECRET" not in res.stdout
     procs = ast.literal_eval(res.stdout.split("procs ", 1)[1].splitlines()[0])
     assert max(procs) < 10, procs  # its own PID namespace: the supervisor and itself, nothing of the host
+
+
+def test_a_program_filling_the_disk_is_stopped_at_the_workspace_budget():
+    root = _sandbox_root()
+    ws = root / "ws"
+    ws.mkdir()
+    (ws / "fill.py").write_text(
+        "import os\n"
+        "chunk = os.urandom(1 << 20) * 8\n"
+        "i = 0\n"
+        "while True:\n"
+        "    with open(f'junk{i}.bin', 'wb') as f:\n"
+        "        f.write(chunk)\n"
+        "    i += 1\n")
+    try:
+        t0 = time.monotonic()
+        res = run_sandboxed([sys.executable, "fill.py"], ws, {"PATH": "/usr/bin:/bin"},
+                            SandboxLimits(wall_seconds=120, workspace_bytes=64 << 20), out_dir=root / "out")
+        assert time.monotonic() - t0 < 30 and not res.timed_out
+        assert {"event": "disk_limit", "target": "64 MiB", "denied": True} in res.sandbox_events
+        assert res.workspace_bytes < (64 << 20) + (200 << 20)  # stopped within a watch interval of writes
+        assert any("workspace grew over 64 MiB" in n for n in res.notes)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

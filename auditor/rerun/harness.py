@@ -333,6 +333,7 @@ _KERNEL_EVENTS = {
     "forbidden_syscall": "called {targets}, which a training script never needs and an escape would; refused "
                          "by the syscall filter",
     "host_write": "left {targets} on the host, owned by the sandbox uid: a write the sandbox did not contain",
+    "disk_limit": "wrote more than {targets} into its workspace (filling the disk); the run was stopped",
 }
 
 

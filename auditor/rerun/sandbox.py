@@ -47,6 +47,7 @@ DEFAULT_UID = int(os.environ.get("PGOLF_SANDBOX_UID", "64123"))
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 OUTPUT_TAIL_BYTES = 200_000
 SANDBOX_EVENTS = "sandbox_events.jsonl"  # written by the supervisor, outside the program
+WATCH_INTERVAL_S = 0.5  # how often the wall clock and the workspace size are checked
 
 
 @dataclass
@@ -58,7 +59,7 @@ class SandboxLimits:
     max_processes: int = 256  # threads count too (pids cgroup and RLIMIT_NPROC)
     max_open_files: int = 1024
     tmpfs_bytes: int = 256 << 20
-    workspace_bytes: int = 2 << 30  # checked after the run
+    workspace_bytes: int = 2 << 30  # watched while it runs: over it, the run is stopped
 
 
 @dataclass
@@ -553,10 +554,21 @@ def run_sandboxed(
                 mechanisms=mechanisms,
                 out_dir=str(out_dir),
             )
+        disk_full = False
         try:
-            proc.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            # the clock, and the workspace (a directory on the host's disk) watched while it runs
+            deadline = t0 + limits.wall_seconds
+            while True:
+                try:
+                    proc.wait(timeout=min(WATCH_INTERVAL_S, max(0.0, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        timed_out = True
+                        break
+                    if _tree_bytes(workdir) > limits.workspace_bytes:
+                        disk_full = True
+                        break
         finally:
             # The group, then whatever escaped it (setsid) through the cgroup; PID-namespace
             # teardown catches the rest once its PID 1 is gone.
@@ -591,6 +603,9 @@ def run_sandboxed(
         if ev.get("event") == "sandbox_notes":
             notes.extend(ev.get("notes", []))
     events = _read_jsonl(out_dir / SANDBOX_EVENTS)
+    if disk_full:
+        events.append({"event": "disk_limit", "target": f"{limits.workspace_bytes >> 20} MiB", "denied": True})
+        notes.append(f"stopped: the workspace grew over {limits.workspace_bytes >> 20} MiB")
     if run_uid is not None:
         # the check that trusts neither the program nor the filter: what its uid owns on the host now
         after = host_entries_of(run_uid, [workdir, out_dir])
