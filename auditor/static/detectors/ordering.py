@@ -93,6 +93,46 @@ def _guard_only(read: Event) -> bool:
     return all(id(u) in guarded for u in uses)
 
 
+def _bookkeeping(read: Event, update: Event) -> bool:
+    """A read that only serves the update itself: inside the updating statement (``row[y] =
+    row.get(y, 0) + 1``), in the test of an ``if`` around it (``if row[y] > best[ctx][1]:
+    best[ctx] = ...``), or held in a name used only there (``b = best.get(ctx)`` then ``if b is
+    None or ...:``). Such a read neither shows that the table was read for a score before the
+    update nor after it."""
+    if read.func is not update.func:
+        return False
+    func = read.func.node
+    nodes = {id(n) for n in ast.walk(func)}
+    if id(read.node) not in nodes or id(update.node) not in nodes:
+        return False
+    zones: list[ast.AST] = []  # where a read serves the update
+    for n in ast.walk(func):
+        if isinstance(n, (ast.Assign, ast.AugAssign, ast.Expr)) and any(m is update.node for m in ast.walk(n)):
+            zones.append(n)
+        elif isinstance(n, ast.If) and any(m is update.node for b in n.body for m in ast.walk(b)):
+            zones.append(n.test)
+    inside = {id(m) for z in zones for m in ast.walk(z)}
+    if id(read.node) in inside:
+        return True
+    holder = next((n for n in ast.walk(func) if isinstance(n, ast.Assign) and len(n.targets) == 1
+                   and isinstance(n.targets[0], ast.Name) and any(m is read.node for m in ast.walk(n.value))), None)
+    if holder is None:
+        return False
+    name = holder.targets[0].id
+    loads = [n for n in ast.walk(func) if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)]
+    return bool(loads) and all(id(u) in inside for u in loads)
+
+
+def _feeds_a_score_after(read: Event, scores: list[Event]) -> bool:
+    """Whether a score of the same loop iteration comes after this read, so that it can use it.
+    A read after every score of its iteration (the update's own bookkeeping: the running best of
+    a context, after the token was scored) only serves later iterations, which is score-first.
+    With no score in a loop it shares, it is taken to feed one (the conservative reading)."""
+    orders = [order_in_common_loop(s, read) for s in scores]
+    shared = [o for o in orders if o is not None]
+    return not shared or any(not score_first for _, _, score_first in shared)
+
+
 def _judge_table(an: Analysis, evs: list[Event], reads: list[Event], scores: list[Event]):
     """A table keyed by validation tokens must only be read for scoring *before* it is updated
     with those tokens (in the same iteration), and never be filled from the whole stream first."""
@@ -102,14 +142,19 @@ def _judge_table(an: Analysis, evs: list[Event], reads: list[Event], scores: lis
         relevant = [r for r in reads if _same_table(ev, r) and r.frames[0].func is ev.frames[0].func]
         read_after_in_loop = None
         read_before_in_loop = False
+        bookkeeping = False  # read after the update, but after every score of the iteration too
         for r in relevant:
+            if _bookkeeping(r, ev):
+                continue  # the update's own reads (an increment, the running-best test)
             res = order_in_common_loop(ev, r)
             if res is None:
                 continue
-            if res[2]:
+            if not res[2]:
+                read_before_in_loop = True
+            elif _feeds_a_score_after(r, scores):
                 read_after_in_loop = read_after_in_loop or r
             else:
-                read_before_in_loop = True
+                bookkeeping = True
         if read_after_in_loop is not None and not read_before_in_loop:
             r = read_after_in_loop
             verdicts.append(
@@ -126,7 +171,7 @@ def _judge_table(an: Analysis, evs: list[Event], reads: list[Event], scores: lis
                 }
             )
             continue
-        if read_before_in_loop or read_after_in_loop is not None:
+        if read_before_in_loop or read_after_in_loop is not None or bookkeeping:
             return None  # score-first cache
         later = [r for r in relevant if r.order > ev.order]
         if not later:
