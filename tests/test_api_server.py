@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 import tarfile
 import zipfile
@@ -189,6 +190,32 @@ def test_the_same_record_in_new_bytes_is_answered_from_the_result_cache(env):
     second = wait_done(c, r.json()["id"])
     assert second["status"] == "done" and entries() == cached  # answered from the cache
     assert _strip_volatile(second["report"]) == _strip_volatile(first["report"])
+
+
+def test_markup_in_file_names_and_log_lines_is_escaped_in_every_report(env):
+    """A hostile upload: a log named like a tag, a final-metric label and a README line that are
+    markup. The HTML page and the Markdown comment show them as text, never as markup."""
+    c = env["client"]
+    payload = '<script>alert("pgolf")</script>'
+    files = record_files(11)
+    log = files.pop("train_seed1.log")
+    files['`<img src=x onerror=alert(1)>`.log'] = log  # backticks: try to leave the code span.replace("final_int8_zlib_roundtrip", f"final_{payload}")
+    files["README.md"] = files["README.md"] + f"\n{payload}\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(f"rec/{name}", text)
+    body = wait_done(c, c.post("/v1/audits/upload", files={"file": ("x.zip", buf.getvalue())}).json()["id"])
+    assert body["status"] == "done", body
+    page = c.get(f"/audits/{body['id']}").text
+    report_html = c.get(f"/v1/audits/{body['id']}/report.html").text
+    for text in (page, report_html):
+        assert "<script>alert" not in text and "<img src=x" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page or "&lt;img" in report_html  # shown, escaped
+    md = c.get(f"/v1/audits/{body['id']}/report.md").text
+    # in the Markdown comment a file name is a code span (rendered as text); nowhere else
+    prose = re.sub(r"(`+)(.+?)\1", "", md)
+    assert "<script" not in prose and "<img" not in prose, prose
 
 
 def test_hostile_uploads(env):
