@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -17,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from auditor import __version__, checks, intake, verdict
+from auditor.budget import BudgetExceeded, check, deadline
 from auditor.cache import ResultCache, record_key
 from auditor.context import RecordContext
 from auditor.models import AuditReport, Finding, PRScope, RecordAudit, Verdict
@@ -33,27 +32,12 @@ ProgressFn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class RecordBudget:
-    """What one record's audit may cost in a worker process: wall seconds (SIGALRM) and address
-    space (RLIMIT_AS, pool workers only). Over either, the record gets HYG010 and NEEDS_REVIEW and
+    """What one record's audit may cost in a worker process: wall seconds (checked at safe points,
+    ``auditor/budget.py``) and address space (RLIMIT_AS, pool workers only). Over either, the record gets HYG010 and NEEDS_REVIEW and
     the rest of the tree goes on; 0 switches a limit off."""
 
     wall_s: float = 300.0
     memory_mb: int = 4096
-
-
-class _BudgetExceeded(BaseException):  # not an Exception: no handler inside the audit swallows it
-    pass
-
-
-_expired = threading.Event()  # the running record's wall-clock budget ran out
-
-
-def _on_alarm(signum, frame):
-    # The signal can land where an exception is swallowed (a weakref callback during GC) or breaks
-    # a C routine's bookkeeping; the timer repeats until one reaches _budget_audit, and whatever
-    # error the audit ends with after the deadline is reported as the budget, not as a bug.
-    _expired.set()
-    raise _BudgetExceeded()
 
 
 def _worker_init(memory_mb: int) -> None:
@@ -66,35 +50,15 @@ def _worker_init(memory_mb: int) -> None:
 
 def _budget_audit(record: intake.RecordFolder, options: AuditOptions, budget: RecordBudget) -> RecordAudit:
     """``audit_record`` under the budget; a record over it is reported, never lost."""
-    # An alarm someone else armed (the service's per-job deadline) is left to govern alone.
-    use_alarm = (budget.wall_s > 0 and threading.current_thread() is threading.main_thread()
-                 and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
-    timeout = over_budget(record, f"the audit of this folder took longer than its budget of {budget.wall_s:g} s "
-                                  "and was stopped") if use_alarm else None
-    previous = None
-    if use_alarm:
-        _expired.clear()
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, budget.wall_s, 0.05)
     try:
-        try:
-            audit = audit_record(record, options)
-            return timeout if _expired.is_set() and audit.error else audit
-        except MemoryError:
-            return over_budget(record, f"the audit of this folder ran out of its memory budget "
-                                       f"({budget.memory_mb} MB per worker process) and was stopped")
-        finally:
-            _cancel_alarm(previous)
-    except _BudgetExceeded:  # also when the last tick lands in the cancelling itself
-        _cancel_alarm(previous)
-        return timeout
-
-
-def _cancel_alarm(previous) -> None:
-    if previous is not None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        _expired.clear()
+        with deadline(budget.wall_s):
+            return audit_record(record, options)
+    except BudgetExceeded:
+        return over_budget(record, f"the audit of this folder took longer than its budget of {budget.wall_s:g} s "
+                                   "and was stopped")
+    except MemoryError:
+        return over_budget(record, f"the audit of this folder ran out of its memory budget "
+                                   f"({budget.memory_mb} MB per worker process) and was stopped")
 
 
 def over_budget(record: intake.RecordFolder, why: str) -> RecordAudit:
@@ -167,6 +131,7 @@ def _gather(record: intake.RecordFolder, options: AuditOptions) -> RecordContext
         chosen.append(entry)
         read_bytes += entry.size
     for entry in sorted(chosen, key=lambda f: f.rel):
+        check()
         ctx.logs.append(parse_log(record.root / entry.rel, entry.rel))
     ctx.intake_findings += unreadable_log_findings(ctx.logs)
 

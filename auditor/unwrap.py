@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from auditor.budget import check as check_budget
 from auditor.findings import finding
 from auditor.models import Confidence, Finding, Location, Severity
 from auditor.pysource import ParsedSource, parse_python
@@ -759,6 +760,8 @@ class _Interpreter:
 
     def eval(self, node: ast.AST, scope: _Scope, pos: tuple[int, int], env: dict) -> Any:
         self.steps += 1
+        if self.steps % 1024 == 0:
+            check_budget()
         if self.steps > self.limits.max_eval_steps:
             raise _Unresolved("too many evaluation steps")
         try:

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from auditor.cache import ResultCache
 from auditor.pipeline import AuditOptions, RecordBudget, audit_paths
 
@@ -43,8 +41,6 @@ def test_a_50_mb_script_is_not_analysed_and_says_so_within_10_s_and_1_gb(tmp_pat
     assert max(peak_kb, before) < 1_000_000 or peak_kb < 1_000_000, peak_kb  # KB: under 1 GB
 
 
-# pytest-timeout's default arms SIGALRM, which the budget leaves alone (an outer deadline governs)
-@pytest.mark.timeout(300, method="thread")
 def test_a_record_over_its_time_budget_is_reported_and_the_rest_go_on(tmp_path):
     tree = tmp_path / "records" / "track_non_record_16mb"
     shutil.copytree(SLOT, tree / "slow")

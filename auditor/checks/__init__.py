@@ -3,6 +3,7 @@ findings; none of them executes submission code (the dynamic rerun runs it in a 
 
 from __future__ import annotations
 
+from auditor.budget import check as check_budget
 from auditor.checks import claims, declared, limits, rerun_check, significance_check, static_check
 from auditor.context import RecordContext
 from auditor.models import Finding
@@ -18,6 +19,7 @@ CHECKS = (
 def run_all(ctx: RecordContext) -> list[Finding]:
     findings = list(ctx.intake_findings)
     for check in CHECKS:
+        check_budget()  # the record's wall-clock budget, between checks
         findings.extend(check(ctx))
     findings.extend(rerun_check.check(ctx, findings))  # only with --rerun: runs the script, sandboxed
     findings.extend(declared.check(ctx, findings))  # self-declared flags against all of the above

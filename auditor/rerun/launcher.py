@@ -99,7 +99,8 @@ def main() -> None:
     if not fds:
         _exit_like(_wait_for(pid))
     writable = [*spec.get("rw_paths", []), *mount_view.PRIVATE_TMP]
-    supervisor = syscall_filter.Supervisor(fds[0], events_fd, writable, os.uname().machine)
+    supervisor = syscall_filter.Supervisor(fds[0], events_fd, writable, os.uname().machine,
+                                           workspace=spec.get("rw_paths", []), readonly=spec.get("ro_paths", []))
     status = None
     while status is None:
         supervisor.serve_once(200)

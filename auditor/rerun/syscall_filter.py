@@ -198,10 +198,17 @@ RESP = struct.Struct("<QqiI")  # seccomp_notif_resp: id, val, error, flags
 class Supervisor:
     """Answers the filter's notifications for one run and records every refusal."""
 
-    def __init__(self, listener: int, events_fd: int | None, writable: list[str], machine: str):
+    def __init__(self, listener: int, events_fd: int | None, writable: list[str], machine: str,
+                 workspace: list[str] | None = None, readonly: list[str] | None = None):
         self.listener = listener
         self.events_fd = events_fd
         self.writable = [os.path.realpath(p).rstrip("/") for p in writable]
+        self.workspace = [os.path.realpath(p).rstrip("/") for p in workspace or []]
+        # read-only binds, and the directories the view made to hold them (a checkout under /tmp
+        # sits in a root-owned skeleton inside the private /tmp): never writable
+        self.readonly = [os.path.realpath(p).rstrip("/") for p in readonly or []]
+        self.skeleton = {a for p in self.readonly + self.workspace for a in _ancestors(p)
+                         if any(a.startswith(w + "/") for w in self.writable)}
         self.names = {v: k for k, v in ARCHES[machine][1].items()}
         self.events = 0
         self.dropped = 0
@@ -305,7 +312,11 @@ class Supervisor:
     def _is_writable(self, path: str) -> bool:
         if path in WRITABLE_DEV or path.startswith("/proc/"):
             return True
-        return any(path == w or path.startswith(w + "/") for w in self.writable)
+        if any(_under(path, w) for w in self.workspace):
+            return True
+        if any(_under(path, r) for r in self.readonly) or os.path.dirname(path) in self.skeleton:
+            return False
+        return any(_under(path, w) for w in self.writable)
 
     def _record(self, event: dict) -> None:
         if self.events_fd is None:
@@ -323,6 +334,20 @@ class Supervisor:
     def _record_final(self, event: dict) -> None:
         if self.events_fd is not None:
             os.write(self.events_fd, (json.dumps(event) + "\n").encode())
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")
+
+
+def _ancestors(path: str) -> list[str]:
+    out = []
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path or parent in ("", "/"):
+            return out
+        out.append(parent)
+        path = parent
 
 
 def _s32(v: int) -> int:

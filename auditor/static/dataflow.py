@@ -25,6 +25,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from auditor.budget import check as check_budget
 from auditor.static import library as lib
 from auditor.static.events import Event, Frame, Guard
 from auditor.static.program import FileInfo, FuncInfo, Program, depends_on, dotted, names_in, record_import
@@ -440,6 +441,7 @@ class Interpreter:
     def exec_block(self, act: Act, stmts: list[ast.stmt]) -> bool:
         """Run statements; True when every path through them ends (return/raise/continue/break)."""
         pushed = 0
+        check_budget()  # a record's wall-clock budget (auditor/budget.py), at a safe point
         try:
             for s in stmts:
                 self.steps += 1
