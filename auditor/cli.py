@@ -304,6 +304,32 @@ def train(
               f"bytes_total {sub['bytes_total']:,}")
 
 
+data_app = typer.Typer(help="Check a FineWeb data folder (shards, byte sidecars, tokenizer) before a long run.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    folder: Annotated[Path, typer.Argument(help="The data folder (with datasets/ and tokenizers/).")],
+    vocab: Annotated[int | None, typer.Option(help="Vocabulary size (default: the folder's sp<V>).")] = None,
+    quick: Annotated[bool, typer.Option(help="Headers and sizes only; do not scan the token ids.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+) -> None:
+    """Validate shard headers (magic 20240520, version 1, token count vs file size), token ids
+    against the vocabulary, byte sidecars against their shards, and the tokenizer. Exit 0 when
+    fit, 4 when not."""
+    import json
+
+    from auditor.datacheck import check_data, render_text
+
+    if not folder.is_dir():
+        raise PgolfError(f"not a folder: {folder}")
+    report = check_data(folder, vocab_size=vocab, scan_tokens=not quick)
+    _emit(json.dumps(report.to_dict(), indent=2) if fmt is Format.json else render_text(report), None)
+    raise typer.Exit(0 if report.ok else int(ExitCode.INPUT_ERROR))
+
+
 SERVICE_COMMANDS = {
     "serve": "Run the HTTP service (needs the service extra; `pgolf serve --help` for its options).",
     "worker": "Run a rerun worker on the queue (needs the service extra; `pgolf worker --help`).",
