@@ -88,13 +88,13 @@ def _create_or_get(request: Request, response: Response, job: Audit, upload: byt
         existing = s.scalar(select(Audit).where(Audit.idem_key == job.idem_key))
         if existing is None:
             _check_inflight(s, job.submitted_by, state.settings.max_inflight_per_caller)
-            s.add(job)
-            s.flush()  # the audit row must exist before the upload row that refers to it
-            if upload is not None:
-                s.add(Upload(audit_id=job.id, data=upload))
             try:
+                s.add(job)
+                s.flush()  # the audit row must exist before the upload row that refers to it
+                if upload is not None:
+                    s.add(Upload(audit_id=job.id, data=upload))
                 s.commit()
-            except IntegrityError:  # a concurrent identical submission won the race
+            except IntegrityError:  # a concurrent identical submission won the race (at flush or commit)
                 s.rollback()
                 existing = s.scalar(select(Audit).where(Audit.idem_key == job.idem_key))
                 if existing is None:
