@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
+from auditor.cache import disabled_by_env
+
 DEFAULT_UPSTREAM = "https://github.com/openai/parameter-golf.git"
 
 
@@ -105,8 +107,8 @@ class Settings(BaseModel):
                 values[field] = env[var]
         if env.get("PGOLF_ALLOW_LOCAL_REPOS"):
             values["allow_local_repos"] = env["PGOLF_ALLOW_LOCAL_REPOS"].lower() in ("1", "true", "yes")
-        if env.get("PGOLF_NO_CACHE"):
-            values["result_cache"] = env["PGOLF_NO_CACHE"].lower() not in ("1", "true", "yes")
+        if disabled_by_env():
+            values["result_cache"] = False
         if env.get("PGOLF_NO_AUTH"):
             values["auth_required"] = env["PGOLF_NO_AUTH"].lower() not in ("1", "true", "yes")
         values.update({k: v for k, v in overrides.items() if v is not None})

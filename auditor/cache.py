@@ -41,6 +41,11 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("pgolf", appauthor=False))
 
 
+def disabled_by_env() -> bool:
+    """``PGOLF_NO_CACHE=1`` (or true/yes) switches the result cache off, for the CLI and the service alike."""
+    return os.environ.get("PGOLF_NO_CACHE", "").strip().lower() in ("1", "true", "yes")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file, the new one, or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +186,4 @@ class ResultCache:
             if total <= self.max_bytes * 0.8:  # some headroom, so that trims are rare
                 break
 
-    def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses}
 

@@ -102,9 +102,9 @@ def audit(
         if not os.path.lexists(path):
             raise PgolfError(f"path not found: {path}")
     from auditor import pipeline, report
-    from auditor.cache import ResultCache
+    from auditor.cache import ResultCache, disabled_by_env
 
-    result_cache = ResultCache() if cache and os.environ.get("PGOLF_NO_CACHE", "") in ("", "0") else None
+    result_cache = ResultCache() if cache and not disabled_by_env() else None
     budget = pipeline.RecordBudget(wall_s=record_timeout, memory_mb=worker_memory_mb)
 
     options = pipeline.AuditOptions(

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-SHARD_MAGIC = 20240520
-SHARD_VERSION = 1
-HEADER_INTS = 256
-HEADER_BYTES = HEADER_INTS * 4
+from auditor.rerun.synthetic import SHARD_HEADER_BYTES as HEADER_BYTES
+from auditor.rerun.synthetic import SHARD_MAGIC, SHARD_VERSION
+
+HEADER_INTS = HEADER_BYTES // 4
 CHUNK_TOKENS = 1 << 24  # 32 MB of uint16 at a time
 SHARD_NAME = re.compile(r"^fineweb_(train|val|val_bytes)_(\d+)\.bin$")
 
@@ -109,10 +109,12 @@ def check_data(root: Path, *, vocab_size: int | None = None, scan_tokens: bool =
     want = vocab_size or (data_vocabs.pop() if len(data_vocabs) == 1 else None)
     for tok in tokenizers:
         v, why = _tokenizer_vocab(tok)
-        ok = not why and (want is None or v == want)
-        detail = why or (f"loads, {v} pieces" + ("" if ok else f", but the data's vocabulary is {want}"))
-        report.files.append(FileCheck(str(tok.relative_to(root)), "tokenizer", ok or why.startswith("sentencepiece"),
-                                      detail))
+        if v is None:  # not loaded: a defect, unless only sentencepiece is missing here
+            ok, detail = why.startswith("sentencepiece"), why
+        else:
+            ok = want is None or v == want
+            detail = f"loads, {v} pieces" + ("" if ok else f", but the data's vocabulary is {want}")
+        report.files.append(FileCheck(str(tok.relative_to(root)), "tokenizer", ok, detail))
     if not tokenizers:
         report.problems.append("no tokenizer (tokenizers/*.model)")
 

@@ -1705,14 +1705,14 @@ class _Unwrapper:
             except _OverBound as err:
                 self._bomb(source, line, str(err))
                 continue
+            site_line = unresolved[0][0].call.lineno if unresolved else line
             if decoded is not None and len(decoded.value) > self.limits.max_parse_bytes:
                 # too big to parse here: kept as a payload, and _layer says it was not analysed
-                found.append(_Payload(decoded, unresolved[0][0].call.lineno if unresolved else line, "literal-scan"))
+                found.append(_Payload(decoded, site_line, "literal-scan"))
                 continue
             if decoded is not None:
                 parsed = parse_python(decoded.value.decode("utf-8", "replace"), source.path)
                 if parsed.tree is not None:
-                    site_line = unresolved[0][0].call.lineno if unresolved else line
                     found.append(_Payload(decoded, site_line, "literal-scan", parsed=parsed))
                     continue
                 why = f"{'+'.join(decoded.steps)} decodes to text that is not Python ({parsed.error})"

@@ -257,11 +257,13 @@ report("packet", libc.socket(17, socket.SOCK_RAW, 0))  # AF_PACKET
 '''
 
 
-def _attack_workspace():
+def _workspace(**scripts: str) -> tuple[Path, Path]:
+    """A sandbox root with its workspace ``ws`` holding ``scripts`` (name without .py -> source)."""
     root = _sandbox_root()
     ws = root / "ws"
     ws.mkdir()
-    (ws / "attack.py").write_text(_LIBC_ATTACKS)
+    for name, text in scripts.items():
+        (ws / f"{name}.py").write_text(text)
     return root, ws
 
 
@@ -271,7 +273,7 @@ def test_libc_level_attacks_are_refused_and_named_by_the_sandbox_not_the_program
 
     if isolation_available().get("seccomp") != "active":
         pytest.skip(f"seccomp: {isolation_available().get('seccomp')}")
-    root, ws = _attack_workspace()
+    root, ws = _workspace(attack=_LIBC_ATTACKS)
     tag = uuid.uuid4().hex[:10]
     host_target = f"/run/lock/pgolf-escape-{tag}" if os.path.isdir("/run/lock") else f"/var/tmp/pgolf-escape-{tag}"
     try:
@@ -303,7 +305,7 @@ def test_a_write_that_reaches_the_host_is_found_by_the_host_check(monkeypatch):
         pytest.skip("no world-writable /run/lock on this host")
     monkeypatch.setattr(sandbox, "isolation_available",
                         lambda: {"mount_view": "unavailable: simulated", "seccomp": "unavailable: simulated"})
-    root, ws = _attack_workspace()
+    root, ws = _workspace(attack=_LIBC_ATTACKS)
     host_target = f"/run/lock/pgolf-escape-{uuid.uuid4().hex[:10]}"
     try:
         # a system interpreter the sandbox uid can reach without a mount view
@@ -375,8 +377,7 @@ def test_what_was_contained_stays_contained(monkeypatch):
     done = threading.Event()
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    root, ws = _attack_workspace()
-    (ws / "probe.py").write_text(_CONTAINED_PROBES)
+    root, ws = _workspace(probe=_CONTAINED_PROBES)
     try:
         res = run_sandboxed([sys.executable, "probe.py", name, str(listeners[1].getsockname()[1])], ws,
                             {"PATH": "/usr/bin:/bin"}, SandboxLimits(wall_seconds=60), out_dir=root / "out")
@@ -396,17 +397,14 @@ def test_what_was_contained_stays_contained(monkeypatch):
 
 
 def test_a_program_filling_the_disk_is_stopped_at_the_workspace_budget():
-    root = _sandbox_root()
-    ws = root / "ws"
-    ws.mkdir()
-    (ws / "fill.py").write_text(
+    root, ws = _workspace(fill=(
         "import os\n"
         "chunk = os.urandom(1 << 20) * 8\n"
         "i = 0\n"
         "while True:\n"
         "    with open(f'junk{i}.bin', 'wb') as f:\n"
         "        f.write(chunk)\n"
-        "    i += 1\n")
+        "    i += 1\n"))
     try:
         t0 = time.monotonic()
         res = run_sandboxed([sys.executable, "fill.py"], ws, {"PATH": "/usr/bin:/bin"},

@@ -74,7 +74,7 @@ def main() -> None:
     # 3. filesystem view (only inside our own mount namespace).
     if spec.get("in_mount_ns"):
         try:
-            notes += mount_view.build(spec)
+            mount_view.build(spec)
         except OSError as exc:
             _die(f"could not set up the sandbox's filesystem view: {exc}")
     if notes:

@@ -52,7 +52,6 @@ class MountView:
         self.machine = os.uname().machine
         self.spec = spec
         self.root = ""
-        self.notes: list[str] = []
 
     # -- primitives ------------------------------------------------------------------------------
 
@@ -209,8 +208,6 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def build(spec: dict) -> list[str]:
-    """Build the view and pivot into it; returns notes for the report."""
-    view = MountView(spec)
-    view.build()
-    return view.notes
+def build(spec: dict) -> None:
+    """Build the view and pivot into it."""
+    MountView(spec).build()

@@ -318,9 +318,19 @@ def interpreter_paths(python: str) -> list[str]:
     for entry in entries:
         if isinstance(entry, str) and entry and os.path.isdir(entry):
             paths.add(os.path.realpath(entry))
-    return sorted(p for p in paths if p != "/" and not any(d == p or d.startswith(p.rstrip("/") + "/")
-                                                           or p.startswith(d + "/") and d in ("/proc", "/sys", "/dev")
-                                                           for d in SHARED_DIRS))
+    return sorted(p for p in paths if _safe_import_root(p))
+
+
+def _safe_import_root(path: str) -> bool:
+    """Not ``/``, not a shared directory or an ancestor of one, not inside /proc, /sys or /dev."""
+    if path == "/":
+        return False
+    for shared in SHARED_DIRS:
+        if shared == path or shared.startswith(path.rstrip("/") + "/"):
+            return False
+        if shared in ("/proc", "/sys", "/dev") and path.startswith(shared + "/"):
+            return False
+    return True
 
 
 def keep_paths(paths: list[str]) -> list[str]:

@@ -319,19 +319,17 @@ class Supervisor:
         return any(_under(path, w) for w in self.writable)
 
     def _record(self, event: dict) -> None:
-        if self.events_fd is None:
-            return
         if self.events >= MAX_EVENTS:
             self.dropped += 1
             return
         self.events += 1
-        os.write(self.events_fd, (json.dumps(event) + "\n").encode())
+        self._write(event)
 
     def close(self) -> None:
         if self.dropped:
-            self._record_final({"event": "events_dropped", "count": self.dropped})
+            self._write({"event": "events_dropped", "count": self.dropped})
 
-    def _record_final(self, event: dict) -> None:
+    def _write(self, event: dict) -> None:
         if self.events_fd is not None:
             os.write(self.events_fd, (json.dumps(event) + "\n").encode())
 
