@@ -194,3 +194,32 @@ def significance_basis(sig) -> str:
     why = f"baseline: {sig.baseline_reason}" if sig.baseline_reason else f"baseline: {sig.baseline}"
     extra = "; ".join(sig.notes)
     return f"{why}; policies in effect: {', '.join(sig.policies) or 'none'}{when}" + (f"; {extra}" if extra else "")
+
+
+def rerun_lines(summary: dict | None) -> list[str]:
+    """The rerun in a few lines (text and Markdown show these; JSON carries the whole summary):
+    device, each run, the reported score's Gibbs margin, whether the tiny model learned the
+    uniform support, and every run-time substitution of the CPU adapter."""
+    if not summary:
+        return []
+    out = [f"device {summary.get('device', '?')}, {summary.get('duration_s', '?')} s, "
+           f"{summary.get('verdict_hint', '?')}"]
+    for run in summary.get("runs") or []:
+        state = "ok" if run.get("ok") else f"stopped: {run.get('error')}"
+        wall = run.get("wall_seconds")
+        out.append(f"run {run.get('name')}: {state}" + (f" ({wall:.1f} s)" if isinstance(wall, (int, float)) else ""))
+    reported = [g for g in summary.get("gibbs") or [] if g.get("reported")]
+    for g in reported:
+        out.append(f"Gibbs ({g['run']}): '{g['label']}' {g['val_loss']:.6f} vs floor {g['floor']:.6f}, "
+                   f"margin {g['margin_nats']:+.4f} nats (tolerance {g['tolerance']:.4f})")
+    learned = summary.get("learned_uniform")
+    if learned:
+        out.append(learned["note"])
+    used: dict[str, str | None] = {}
+    for run in summary.get("runs") or []:
+        for a in run.get("adapter") or []:
+            used.setdefault(a["adaptation"], a.get("first"))
+    if used:
+        out.append("CPU adapter substitutions: " + "; ".join(
+            f"{what}" + (f" (first at {where})" if where else "") for what, where in sorted(used.items())))
+    return out

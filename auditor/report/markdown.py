@@ -222,6 +222,10 @@ def _record(record: RecordAudit, detail: Detail) -> tuple[list[str], int]:
         out += ["", f"> **Audit error:** {text(record.error)}"]
     lines, dropped = _folded(record.findings, detail, decisive=detail.decisive)
     out += lines
+    rerun = common.rerun_lines(record.rerun)
+    if rerun and detail.tables:
+        out += ["", "<details><summary>Rerun</summary>", ""] + [f"- {text(_clip_chars(r, 600))}" for r in rerun]
+        out += ["", "</details>"]
     if detail.tables:
         out += ["", "<details><summary>Runs and significance</summary>", ""] + _runs_table(record)
         if record.significance and record.significance.rows:

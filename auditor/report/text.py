@@ -103,6 +103,10 @@ def _record(record: RecordAudit) -> list:
     parts.append(_runs_table(record))
     if record.significance and record.significance.rows:
         parts.append(_significance_table(record.significance))
+    rerun = common.rerun_lines(record.rerun)
+    if rerun:
+        parts.append(Text("Rerun", style="bold"))
+        parts.extend(Text(f"  {line}") for line in rerun)
     parts.extend(_findings(record.findings))
     return parts
 

@@ -13,6 +13,7 @@ Runs (each a fresh workspace and sandbox; the harness never imports submission c
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -46,6 +47,13 @@ ALL_PROBES = ("trace", "gibbs", "causal", "norm")
 STDOUT_PARSE_BYTES = 32 << 20
 VAL_LOSS_TEXT = re.compile(r"val_loss[:=]\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 FORK_BOMB_SPAWNS = 32
+# With tiny_model the vocabulary shrinks too (when the script reads VOCAB_SIZE): an untrained model
+# starts at ln V, so with V = 2 x support it starts within ln 2 of the Gibbs floor and learns the
+# uniform support in tens of steps; the logits and embeddings cost almost nothing.
+TINY_VOCAB = 128
+# The Gibbs probe is sharp only when the model has learned "uniform over the support": a reported
+# loss more than this far above the floor weakens it (a leak worth less goes unseen).
+LEARNED_MARGIN_NATS = 0.1
 
 
 class RerunOptions(BaseModel):
@@ -59,14 +67,14 @@ class RerunOptions(BaseModel):
     timeout_s: int = Field(900, ge=10, description="wall-clock budget for all runs together")
     run_timeout_s: int = Field(600, ge=5, description="wall-clock limit of one run")
     script: str | None = None  # entry script inside the folder (default train_gpt.py)
-    vocab_size: int | None = None  # default: the script's VOCAB_SIZE default, else 1024
+    vocab_size: int | None = None  # default: TINY_VOCAB with tiny_model, else the script's VOCAB_SIZE, else 1024
     support_size: int = Field(64, ge=2)
     doc_len: int = Field(256, ge=2)
     seq_len: int = Field(128, ge=8)
-    iterations: int = Field(20, ge=1)
+    iterations: int = Field(60, ge=1, description="enough for a tiny model to learn the uniform support")
     train_tokens: int = Field(262_144, ge=1024)
     val_tokens_small: int = Field(4_096, ge=64)
-    val_tokens_large: int = Field(262_144, ge=0, description="0 skips the large Gibbs run")
+    val_tokens_large: int = Field(65_536, ge=0, description="0 skips the large Gibbs run (64k tokens saturate the 256-bucket caches of a tiny run)")
     tiny_model: bool = False  # also shrink NUM_LAYERS/MODEL_DIM/... (only names the script reads)
     bucket_override: int | None = 256  # *BUCKETS* env vars with a positive default (hash tables) -> this
     env: dict[str, str] = Field(default_factory=dict)  # extra env, applied last
@@ -125,6 +133,7 @@ class RunOutcome:
     stream: synthetic.Stream | None = None
     workdir: str = ""
     notes: list[str] = field(default_factory=list)
+    adapter: list[dict] = field(default_factory=list)  # CPU adapter substitutions the run used
 
     @property
     def ok(self) -> bool:
@@ -137,6 +146,7 @@ class RunOutcome:
             "returncode": sb.returncode if sb else None, "timed_out": sb.timed_out if sb else None,
             "wall_seconds": sb.wall_seconds if sb else None,
             "notes": self.notes + (sb.notes if sb else []),
+            "adapter": self.adapter,
             "finals": [{k: v for k, v in f.items() if k != "text"} for f in self.finals],
             "trace": self.trace.summary() if self.trace else None,
         }
@@ -205,7 +215,7 @@ class _Runner:
         out.notes = list(ws.notes)
         limits = SandboxLimits(wall_seconds=min(self.opts.run_timeout_s, left), memory_bytes=self.opts.memory_bytes,
                                max_processes=self.opts.max_processes)
-        fds = {"PGOLF_GUARD_FD": "guard.jsonl"}
+        fds = {"PGOLF_GUARD_FD": "guard.jsonl", "PGOLF_ADAPTER_FD": "adapter.jsonl"}
         if traced:
             fds["PGOLF_TRACE_FD"] = "trace.jsonl"
         argv = [sys.executable, str(ws.ws / ".pgolf" / "pgolf_boot.py"), str(ws.script)]
@@ -216,6 +226,7 @@ class _Runner:
             out.error = str(exc)
             return out
         out.sandbox = sb
+        out.adapter = _adapter_uses(ws.root / "out" / "adapter.jsonl")
         out.finals = _stdout_finals(ws.root / "out" / "stdout.txt")
         if not traced:
             out.finals = [f for f in out.finals if f["final"]]
@@ -233,6 +244,24 @@ class _Runner:
         elif not out.finals:
             out.error = "finished without printing a final metric line (<label> val_loss:… val_bpb:…)"
         return out
+
+
+def _adapter_uses(path: Path) -> list[dict]:
+    """What the CPU adapter substituted in one run (bootstrap/pgolf_cpu.py writes it at exit)."""
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[:200]
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict) and isinstance(item.get("adaptation"), str):
+            out.append({"adaptation": item["adaptation"][:200], "count": int(item.get("count") or 0),
+                        "first": str(item.get("first") or "")[:200] or None})
+    return out
 
 
 def _initial_positions(stream: synthetic.Stream) -> np.ndarray:
@@ -394,7 +423,8 @@ def rerun_record(folder: Path, options: Any = None) -> RerunResult:
     deadline = started + opts.timeout_s
     summary: dict[str, Any] = {"options": opts.model_dump(mode="json"), "device": opts.device}
     if opts.device == "cpu":
-        summary["device_note"] = "CPU rerun: no GPU was used; CUDA-only code paths were not exercised"
+        summary["device_note"] = ("CPU rerun: no GPU was used; CUDA calls ran through the CPU adapter "
+                                  "(summary.adapter lists what it substituted)")
     try:
         info = inspect_script(folder, opts.script)
     except WorkspaceError as exc:
@@ -402,11 +432,10 @@ def rerun_record(folder: Path, options: Any = None) -> RerunResult:
     summary["script"] = {"entry": info.entry, "wrapper": info.wrapper, "env_vars_read": len(info.env_defaults),
                          "caseops": info.caseops, "shimmed": info.missing_modules,
                          "unavailable_modules": info.unavailable_modules}
-    if opts.device == "cpu" and info.requires_cuda:
-        return _failed(folder, "the script requires CUDA (it raises without a GPU); rerun with --device cuda on a "
-                       "GPU host", summary)
+    summary["script"]["requires_cuda"] = info.requires_cuda
 
-    vocab = opts.vocab_size or info.vocab_size or 1024
+    vocab = opts.vocab_size or (TINY_VOCAB if opts.tiny_model and info.reads("VOCAB_SIZE") else None) \
+        or info.vocab_size or 1024
     try:
         support = synthetic.default_support(vocab, min(opts.support_size, vocab - 6), seed=opts.seed)
     except ValueError as exc:
@@ -419,6 +448,7 @@ def rerun_record(folder: Path, options: Any = None) -> RerunResult:
                 overrides[name] = str(opts.bucket_override)
     overrides.update(opts.env)
     summary["overrides"] = overrides
+    summary["vocab_size"] = vocab
     summary["support"] = {"size": len(support), "ln_support": math.log(len(support)), "doc_len": opts.doc_len}
 
     root = Path(tempfile.mkdtemp(prefix="pgolf-rerun-", dir=opts.work_root))
@@ -496,12 +526,42 @@ def _gibbs_checks(opts: RerunOptions, run: RunOutcome, trace: TraceReport | None
     return checks
 
 
+def _learned_uniform(checks: list[P.GibbsCheck], vocab: int) -> dict | None:
+    """Did the tiny model learn the uniform support? Judged on the reported score (the Gibbs margin
+    of a compliant run is what the model failed to learn): a margin near 0 makes the probe sharp."""
+    rep = next((c for c in checks if c.reported), checks[-1] if checks else None)
+    if rep is None or rep.violated:
+        return None
+    untrained = math.log(vocab)
+    out = {"label": rep.label, "val_loss": rep.val_loss, "floor": round(rep.floor, 6),
+           "ln_support": round(math.log(rep.support), 6), "untrained_loss": round(untrained, 6),
+           "margin_nats": round(rep.margin, 6), "threshold_nats": LEARNED_MARGIN_NATS,
+           "learned": rep.margin <= LEARNED_MARGIN_NATS}
+    if out["learned"]:
+        out["note"] = (f"the tiny model learned the uniform support ('{rep.label}' {rep.val_loss:.4f} vs floor "
+                       f"{rep.floor:.4f}): the Gibbs probe is sharp to {max(rep.margin, 0) + rep.tolerance:.3f} nats")
+    else:
+        state = ("diverged or did not train" if rep.val_loss > untrained + 0.05 else
+                 "has not learned the uniform support")
+        out["note"] = (f"Gibbs probe weakened: the tiny model {state} ('{rep.label}' reports {rep.val_loss:.4f}, "
+                       f"{rep.margin:.3f} nats above the floor {rep.floor:.4f}; an untrained model scores ln V = "
+                       f"{untrained:.4f}), so a leak worth less than {rep.margin:.3f} nats per token would not show; "
+                       "a val_loss below the floor is still proof (more steps: --env ITERATIONS=N)")
+    return out
+
+
 def _analyze_main(info: ScriptInfo, opts: RerunOptions, main: RunOutcome, summary: dict) -> list[Finding]:
     findings: list[Finding] = []
     if opts.wants("gibbs"):
         checks = _gibbs_checks(opts, main, main.trace)
         summary.setdefault("gibbs", []).extend(c.as_dict() for c in checks)
         findings += _gibbs_findings(info, checks)
+        learned = _learned_uniform(checks, summary["vocab_size"])
+        if learned is not None:
+            summary["learned_uniform"] = learned
+            if not learned["learned"]:
+                findings.append(finding("DYN900", learned["note"], severity=Severity.INFO, origin="dynamic",
+                                        location=Location(file=info.entry, wrapper=info.wrapper), data=learned))
     if main.trace is not None and opts.wants("trace"):
         summary["trace"] = main.trace.summary()
         for la in main.trace.lines:

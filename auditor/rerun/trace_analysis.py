@@ -230,6 +230,13 @@ def analyze_line(tr: Trace, label: str, text: str, seq: int | None, prev_seq: in
     hi = seq if seq is not None else 1 << 62
     exits = _exit_uses(tr, prev_seq, hi)
     chosen, how = _attribute(tr, exits, val_loss, text_value)
+    if chosen is None:
+        # a line may print a number that left the tensor world before the previous line did (two
+        # lines formatting one val_loss: "final_int8_zlib_roundtrip" then "..._exact"): look back
+        # through every earlier exit, by text or value only, never by window
+        earlier, how_earlier = _attribute(tr, _exit_uses(tr, -1, prev_seq), val_loss, text_value)
+        if earlier is not None:
+            chosen, how, exits = earlier, how_earlier, [earlier]
     if chosen is not None:
         chunk_ids = set(chosen["chunks"])
     else:

@@ -32,7 +32,12 @@ from auditor.rerun import synthetic
 
 BOOTSTRAP_DIR = Path(__file__).with_name("bootstrap")
 SHIMS_DIR = BOOTSTRAP_DIR / "shims"
-SHIMMED_MODULES = ("flash_attn_interface",)
+SHIMMED_MODULES = ("flash_attn_interface", "flash_attn")
+# Switches of CUDA-only fast paths (Triton kernels, fused CUDA ops): on a CPU rerun an env var the
+# script reads whose name says so and whose default is on is turned off, so the script takes its
+# own torch path; each one is listed in the overrides.
+CUDA_ONLY_SWITCH = re.compile(r"(FUSED|TRITON|CUDA_GRAPH|FLASH|FA3|LIGER)")
+TRUE_TEXT = {"1", "true", "True", "TRUE", "yes", "on"}
 MAX_COPY_BYTES = 512 << 20  # a record folder is a few MB; refuse to copy something absurd
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
 
@@ -51,9 +56,9 @@ TINY_ENV = {
     "EVAL_STRIDE": "{stride}",
     "TRAIN_BATCH_TOKENS": "{batch_tokens}",
     "GRAD_ACCUM_STEPS": "1",
-    "VAL_BATCH_SIZE": "{batch_tokens}",
-    "VAL_BATCH_TOKENS": "{batch_tokens}",
-    "EVAL_BATCH_SEQS": "8",
+    "VAL_BATCH_SIZE": "{val_batch_tokens}",
+    "VAL_BATCH_TOKENS": "{val_batch_tokens}",
+    "EVAL_BATCH_SEQS": "32",
     "GPTQ_CALIBRATION_BATCHES": "2",
     "GPTQ_RESERVE_SECONDS": "0",
     "TTT_CHUNK_TOKENS": "{ttt_chunk}",
@@ -205,9 +210,10 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
     info.env_defaults = env_reads(parsed.tree)
     vocab = info.env_defaults.get("VOCAB_SIZE")
     info.vocab_size = int(vocab) if vocab and vocab.isdigit() else None
-    info.caseops = any(
-        k in text for k in ("fineweb_val_bytes", "CASEOPS_ENABLED", "VAL_BYTE_SIDECAR", "_bytes_")
-    )
+    # Only scripts that name the sidecar get one: most scripts glob fineweb_val_*.bin, which also
+    # matches fineweb_val_bytes_*.bin, and would read the sidecar as validation tokens (a bare
+    # "_bytes_" is in every script's base_bytes_lut and must not count).
+    info.caseops = any(k in text for k in ("fineweb_val_bytes", "CASEOPS_ENABLED", "VAL_BYTE_SIDECAR"))
     info.requires_cuda = _requires_cuda(text)
     local = {p.stem for p in folder.glob("*.py")}
     for mod in sorted(_imported_modules(parsed.tree) - local):
@@ -265,6 +271,9 @@ def tiny_overrides(
         "seq": seq_len,
         "stride": max(1, seq_len // 2),
         "batch_tokens": 8 * seq_len,
+        # evaluation holds no gradients: 32 sequences per step (per micro-batch of 8) keep a large
+        # Gibbs stream from costing thousands of one-sequence forward passes
+        "val_batch_tokens": 8 * 32 * seq_len,
         "ttt_chunk": 4 * seq_len,
         "ttt_doc_chunk": max(8, seq_len // 4),
     }
@@ -275,6 +284,10 @@ def tiny_overrides(
         env["VOCAB_SIZE"] = str(vocab_size)
     if info.reads("DEVICE"):
         env["DEVICE"] = device
+    if device == "cpu":
+        for name, default in info.env_defaults.items():
+            if CUDA_ONLY_SWITCH.search(name) and default in TRUE_TEXT and name not in env:
+                env[name] = "0"
     return env
 
 
@@ -368,6 +381,9 @@ def build_workspace(
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["PGOLF_NO_COMPILE"] = "1"
         env["TORCHDYNAMO_DISABLE"] = "1"
+        env["PGOLF_CPU_ADAPTER"] = "1"  # bootstrap/pgolf_cpu.py: cuda -> cpu at run time
+        env["TRITON_INTERPRET"] = "1"  # where Triton is installed, its kernels run on the CPU
+        env["PATH"] = f"{boot / 'bin'}:{env['PATH']}"  # a stand-in nvidia-smi for the scripts that log it
     elif os.environ.get("CUDA_VISIBLE_DEVICES"):
         env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
     if trace:

@@ -2,7 +2,8 @@
 
 Arms the tracer when PGOLF_TRACE_FD is set, turns ``torch.compile`` into a pass-through when
 PGOLF_NO_COMPILE=1 (CPU reruns, and always under tracing: compiled graphs would bypass the
-tensor subclass), then runs the script as ``__main__`` with its own directory first on sys.path,
+tensor subclass), installs the CPU adapter when PGOLF_CPU_ADAPTER=1 (pgolf_cpu.py: CUDA-only
+scripts on a CPU host), then runs the script as ``__main__`` with its own directory first on sys.path,
 exactly as ``python SCRIPT`` would.
 """
 
@@ -30,6 +31,10 @@ def main() -> None:
     tracing = bool(os.environ.get("PGOLF_TRACE_FD"))
     if tracing or os.environ.get("PGOLF_NO_COMPILE") == "1":
         _no_compile()
+    if os.environ.get("PGOLF_CPU_ADAPTER") == "1":
+        import pgolf_cpu
+
+        pgolf_cpu.install()
     if tracing:
         import pgolf_trace
 

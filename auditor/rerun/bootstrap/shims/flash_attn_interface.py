@@ -2,7 +2,9 @@
 
 Same call shape as ``flash_attn_func(q, k, v, causal=...)`` with [batch, seq, heads, dim] inputs;
 computed with PyTorch's scaled_dot_product_attention, so numbers differ from FA3 only by rounding.
-Grouped-query attention (fewer KV heads) is expanded to the query heads.
+Grouped-query attention (fewer KV heads) is expanded to the query heads; ``causal`` and a local
+``window_size=(left, right)`` are honoured as masks (FlashAttention's convention: query i attends
+to keys j with i - left <= j <= i + right, -1 meaning unbounded; causal caps right at 0).
 """
 
 import itertools
@@ -19,6 +21,27 @@ def _expand_kv(q, k, v):
     return k, v
 
 
+def _window_mask(sq, sk, causal, window_size, device):
+    left, right = (window_size if window_size is not None else (-1, -1))
+    if left is None or left < 0:
+        left = -1
+    if right is None or right < 0:
+        right = -1
+    if left < 0 and right < 0:
+        return None  # plain (causal or full) attention: SDPA's own flag
+    # bottom-right aligned like FlashAttention when the key side is longer
+    i = torch.arange(sq, device=device).unsqueeze(1) + (sk - sq)
+    j = torch.arange(sk, device=device).unsqueeze(0)
+    allowed = torch.ones(sq, sk, dtype=torch.bool, device=device)
+    if left >= 0:
+        allowed &= j >= i - left
+    if causal:
+        allowed &= j <= i
+    elif right >= 0:
+        allowed &= j <= i + right
+    return allowed
+
+
 def flash_attn_func(
     q,
     k,
@@ -32,12 +55,14 @@ def flash_attn_func(
     **kwargs,
 ):
     k, v = _expand_kv(q, k, v)
+    mask = _window_mask(q.shape[1], k.shape[1], causal, window_size, q.device)
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2),
         k.transpose(1, 2),
         v.transpose(1, 2),
+        attn_mask=mask,
         dropout_p=dropout_p,
-        is_causal=causal,
+        is_causal=causal and mask is None,
         scale=softmax_scale,
     )
     out = out.transpose(1, 2)

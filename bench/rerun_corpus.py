@@ -1,0 +1,111 @@
+"""Rerun real record folders on the CPU (issue 11's coverage table).
+
+    python bench/rerun_corpus.py RECORDS_DIR [--probes trace,gibbs] [--jobs 2] [--timeout 300]
+                                 [--out bench/results/rerun_corpus.json] [--only SUBSTRING]
+
+RECORDS_DIR is a checkout's ``records/`` (or any folder holding record folders; e.g. the public main
+tree: ``git --git-dir=<mirror> archive main records | tar -x -C /tmp/pg-main``). Nothing from it
+is committed: the bench writes only the table. Each record is one job of a process pool; a row
+says whether the rerun ran to completion or stopped (and the DYN reason), the wall-clock split
+(the rerun's runs, each with its own setup + train + eval inside the sandbox), the Gibbs margins,
+the learned-uniform check, the trace's attribution of the reported score, what the CPU adapter
+substituted, and the static verdict beside it (DYN902 agreement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _one(folder: str, probes: tuple[str, ...], timeout: int) -> dict:
+    from auditor import intake, verdict
+    from auditor.pipeline import AuditOptions, audit_record
+    from auditor.rerun import RerunOptions, rerun_record
+    from auditor.rerun.harness import compare_with_static
+
+    started = time.monotonic()
+    opts = RerunOptions(probes=probes, timeout_s=timeout, run_timeout_s=min(600, timeout), tiny_model=True)
+    result = rerun_record(Path(folder), opts)
+    s = result.summary
+    rec = intake.discover_records(Path(folder))
+    static = audit_record(rec[0], AuditOptions()).findings if rec else []
+    agreement = compare_with_static(static, result)
+    row = {
+        "record": Path(folder).name,
+        "status": result.status,
+        "wall_s": round(time.monotonic() - started, 1),
+        "rerun_s": s.get("duration_s"),
+        "runs": [{"name": r["name"], "ok": r["ok"], "wall_s": r["wall_seconds"], "error": r["error"]}
+                 for r in s.get("runs", [])],
+        "stopped": [{"rule": f.rule_id, "message": f.message[:300]} for f in result.findings
+                    if f.rule_id == "DYN900" and f.severity.value != "info"],
+        "violations": [{"rule": f.rule_id, "severity": f.severity.value, "message": f.message[:300]}
+                       for f in result.findings if f.rule_id not in ("DYN900", "DYN902")],
+        "gibbs": [{k: g[k] for k in ("run", "label", "reported", "margin_nats", "tolerance", "violated")}
+                  for g in s.get("gibbs", [])],
+        "learned_uniform": s.get("learned_uniform"),
+        "trace_attribution": (s.get("trace") or {}).get("reported", {}).get("attribution")
+        if isinstance((s.get("trace") or {}).get("reported"), dict) else None,
+        "adapter": sorted({a["adaptation"] for r in s.get("runs", []) for a in r.get("adapter", [])}),
+        "static_verdict": verdict.decide(static).value,
+        "agreement": [f.message[:200] for f in agreement],
+        "verdict_hint": s.get("verdict_hint"),
+    }
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("records", type=Path)
+    ap.add_argument("--probes", default="trace,gibbs")
+    ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
+    ap.add_argument("--timeout", type=int, default=300, help="budget of one record's rerun, seconds")
+    ap.add_argument("--only", default="", help="only folders whose name contains this")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rerun_corpus.json")
+    args = ap.parse_args()
+
+    from auditor import intake
+
+    folders = sorted(str(r.root) for r in intake.discover_records(args.records) if args.only in r.root.name)
+    if args.limit:
+        folders = folders[: args.limit]
+    probes = tuple(p.strip() for p in args.probes.split(",") if p.strip())
+    started = time.monotonic()
+    rows = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futs = {pool.submit(_one, f, probes, args.timeout): f for f in folders}
+        for i, fut in enumerate(as_completed(futs), 1):
+            try:
+                row = fut.result()
+            except Exception as exc:  # a crash of pgolf itself: the row says so, the bench goes on
+                row = {"record": Path(futs[fut]).name, "status": "crashed", "error": repr(exc)[:500]}
+            rows.append(row)
+            why = row["stopped"][0]["message"][:110] if row.get("stopped") else ""
+            print(f"[{i}/{len(folders)}] {row['status']:8} {row.get('wall_s', 0):6.1f}s {row['record'][:60]}  {why}",
+                  flush=True)
+    rows.sort(key=lambda r: r["record"])
+    ok = sum(r["status"] == "ok" for r in rows)
+    summary = {
+        "command": " ".join(["python", "bench/rerun_corpus.py", *sys.argv[1:]]),
+        "records": len(rows), "completed": ok, "completed_share": round(ok / max(len(rows), 1), 3),
+        "wall_s": round(time.monotonic() - started, 1), "jobs": args.jobs, "probes": list(probes),
+        "violations_on": sorted(r["record"] for r in rows if r.get("violations")),
+        "median_record_s": sorted(r.get("wall_s", 0) for r in rows)[len(rows) // 2] if rows else None,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
