@@ -38,6 +38,7 @@ EXPECTED = {
     "tensor.pin_memory() -> no-op": "pin_memory",
     "init_process_group(nccl) -> one-process in-memory group (collectives are identities)": "NCCL group",
     "triton stand-in: @triton.jit kernels defined (a launch stops the run)": "a Triton kernel defined",
+    "switch use_fused_residual = True -> False (its torch path)": "an attribute that selects a kernel",
 }
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,11 @@ def test_cuda_only_script_runs_on_cpu_and_every_substitution_is_listed(runs):
     assert r.summary["script"]["requires_cuda"] is True
     # the script's own Triton switch was turned off, so its torch path ran and no kernel launched
     assert r.summary["overrides"]["USE_TRITON"] == "0"
+    # ... and the switch written in the code was turned off as the script was loaded, at its line
+    assert r.summary["script"]["kernel_switches"] == ["use_fused_residual"]
+    flip = used["switch use_fused_residual = True -> False (its torch path)"]
+    line = int(flip["first"].split(":")[1])
+    assert "self.use_fused_residual = True" in (SUBJECT / "train_gpt.py").read_text().splitlines()[line - 1]
     assert not any("refused" in k for k in used)
     assert r.summary["vocab_size"] == TINY_VOCAB
     assert "CPU adapter" in r.summary["device_note"]

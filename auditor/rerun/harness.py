@@ -433,6 +433,7 @@ def rerun_record(folder: Path, options: Any = None) -> RerunResult:
                          "caseops": info.caseops, "shimmed": info.missing_modules,
                          "unavailable_modules": info.unavailable_modules}
     summary["script"]["requires_cuda"] = info.requires_cuda
+    summary["script"]["kernel_switches"] = info.kernel_switches
 
     vocab = opts.vocab_size or (TINY_VOCAB if opts.tiny_model and info.reads("VOCAB_SIZE") else None) \
         or info.vocab_size or 1024

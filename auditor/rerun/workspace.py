@@ -37,6 +37,10 @@ SHIMMED_MODULES = ("flash_attn_interface", "flash_attn")
 # script reads whose name says so and whose default is on is turned off, so the script takes its
 # own torch path; each one is listed in the overrides.
 CUDA_ONLY_SWITCH = re.compile(r"(FUSED|TRITON|CUDA_GRAPH|FLASH|FA3|LIGER)")
+# The same switches written in the code (``self.use_fused = True``, ``USE_TRITON = True``) in a
+# script that defines Triton kernels: the CPU adapter turns those assignments to False as the
+# script is loaded (the file is not changed; each switch is listed), so its torch path runs.
+KERNEL_SWITCH = re.compile(r"(?i)(fused|triton|cuda_graph|liger)")
 TRUE_TEXT = {"1", "true", "True", "TRUE", "yes", "on"}
 MAX_COPY_BYTES = 512 << 20  # a record folder is a few MB; refuse to copy something absurd
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
@@ -94,6 +98,7 @@ class ScriptInfo:
     vocab_size: int | None = None
     caseops: bool = False
     requires_cuda: bool = False
+    kernel_switches: list[str] = field(default_factory=list)  # names set True that select Triton paths
     missing_modules: list[str] = field(default_factory=list)  # imported, not installed, shimmable
     unavailable_modules: list[str] = field(default_factory=list)  # imported, not installed, no shim
 
@@ -187,6 +192,29 @@ def _requires_cuda(text: str) -> bool:
     return bool(re.search(r"""["'][^"'\n]*CUDA is required[^"'\n]*["']""", text))
 
 
+def _kernel_switches(tree: ast.AST) -> list[str]:
+    """Names (attributes or variables) assigned the constant True whose name says they select a
+    fused/Triton path, in a script that defines ``@triton.jit`` kernels."""
+    defines_kernels = any(
+        isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and any("triton" in ast.unparse(d) for d in node.decorator_list)
+        for node in ast.walk(tree)
+    )
+    if not defines_kernels:
+        return []
+    names = set()
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        if not (isinstance(value, ast.Constant) and value.value is True):
+            continue
+        for t in targets:
+            name = t.attr if isinstance(t, ast.Attribute) else t.id if isinstance(t, ast.Name) else None
+            if name and KERNEL_SWITCH.search(name):
+                names.add(name)
+    return sorted(names)
+
+
 def _imported_modules(tree: ast.AST) -> set[str]:
     mods = set()
     for node in ast.walk(tree):
@@ -215,6 +243,7 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
     # "_bytes_" is in every script's base_bytes_lut and must not count).
     info.caseops = any(k in text for k in ("fineweb_val_bytes", "CASEOPS_ENABLED", "VAL_BYTE_SIDECAR"))
     info.requires_cuda = _requires_cuda(text)
+    info.kernel_switches = _kernel_switches(parsed.tree)
     local = {p.stem for p in folder.glob("*.py")}
     for mod in sorted(_imported_modules(parsed.tree) - local):
         if importlib.util.find_spec(mod) is None:
@@ -382,6 +411,9 @@ def build_workspace(
         env["PGOLF_NO_COMPILE"] = "1"
         env["TORCHDYNAMO_DISABLE"] = "1"
         env["PGOLF_CPU_ADAPTER"] = "1"  # bootstrap/pgolf_cpu.py: cuda -> cpu at run time
+        if info.kernel_switches:
+            env["PGOLF_CPU_SWITCHES"] = ",".join(info.kernel_switches)
+            notes.append("Triton-path switches turned off at load time: " + ", ".join(info.kernel_switches))
         env["TRITON_INTERPRET"] = "1"  # where Triton is installed, its kernels run on the CPU
         env["PATH"] = f"{boot / 'bin'}:{env['PATH']}"  # a stand-in nvidia-smi for the scripts that log it
     elif os.environ.get("CUDA_VISIBLE_DEVICES"):

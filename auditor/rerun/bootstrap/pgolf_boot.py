@@ -41,6 +41,19 @@ def main() -> None:
         pgolf_trace.install()
     sys.argv = sys.argv[1:]
     sys.path.insert(0, os.path.dirname(script))
+    switches = os.environ.get("PGOLF_CPU_SWITCHES")
+    if switches and os.environ.get("PGOLF_CPU_ADAPTER") == "1":
+        import types
+
+        import pgolf_cpu
+
+        code = pgolf_cpu.switched_off_code(script, set(switches.split(",")))
+        main_mod = types.ModuleType("__main__")
+        main_mod.__file__ = script
+        main_mod.__builtins__ = __builtins__
+        sys.modules["__main__"] = main_mod  # pickles of classes defined in the script resolve here
+        exec(code, main_mod.__dict__)
+        return
     runpy.run_path(script, run_name="__main__")
 
 

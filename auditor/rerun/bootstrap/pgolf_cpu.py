@@ -354,13 +354,34 @@ def _stand_in_triton() -> None:
 
     def module(name, **attrs):
         mod = types.ModuleType(name)
-        mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        mod.__path__ = []  # a package: ``import triton.anything.deeper`` goes to the finder below
         mod.__file__ = os.path.abspath(__file__)  # inspect.getmodule walks sys.modules and wants one
         mod.__dict__.update(attrs)
         mod.__getattr__ = lambda attr: _Anything(f"{name}.{attr}")  # type: ignore[attr-defined]
         mod.__pgolf_stand_in__ = True
         sys.modules[name] = mod
         return mod
+
+    class StandInFinder:
+        """Any ``triton.*`` submodule a script (or a library probing for Triton) imports."""
+
+        @staticmethod
+        def find_spec(fullname, path=None, target=None):
+            if fullname.startswith("triton."):
+                return importlib.machinery.ModuleSpec(fullname, StandInFinder, is_package=True)
+            return None
+
+        @staticmethod
+        def create_module(spec):
+            return sys.modules.get(spec.name) or module(spec.name)
+
+        @staticmethod
+        def exec_module(mod):
+            parent, _, child = mod.__name__.rpartition(".")
+            setattr(sys.modules[parent], child, mod)
+
+    sys.meta_path.insert(0, StandInFinder)
 
     def decorator(*args, **kwargs):
         _note("triton stand-in: @triton.jit kernels defined (a launch stops the run)")
@@ -389,6 +410,38 @@ def _install_eager_compile() -> None:
         return (lambda m: m) if model is None else model
 
     torch.compile = compile
+
+
+def switched_off_code(path: str, names: set[str]):
+    """The script's code with every ``<name> = True`` / ``x.<name> = True`` of ``names`` made
+    ``False`` (the switches that choose a Triton kernel over the script's own torch path). Line
+    numbers are kept, so the trace and tracebacks point at the shipped file."""
+    import ast
+
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), filename=path)
+
+    class Off(ast.NodeTransformer):
+        def _flip(self, node, targets):
+            value = node.value
+            if isinstance(value, ast.Constant) and value.value is True:
+                for t in targets:
+                    name = t.attr if isinstance(t, ast.Attribute) else t.id if isinstance(t, ast.Name) else None
+                    if name in names:
+                        _WHERE.setdefault(f"switch {name} = True -> False (its torch path)",
+                                          f"{os.path.basename(path)}:{node.lineno}")
+                        _USED[f"switch {name} = True -> False (its torch path)"] += 1
+                        node.value = ast.copy_location(ast.Constant(False), value)
+                        break
+            return node
+
+        def visit_Assign(self, node):
+            return self._flip(node, node.targets)
+
+        def visit_AnnAssign(self, node):
+            return self._flip(node, [node.target])
+
+    return compile(Off().visit(tree), path, "exec")
 
 
 def install() -> None:

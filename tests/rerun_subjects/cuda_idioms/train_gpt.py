@@ -7,7 +7,8 @@ set_device, synchronize, memory stats, empty_cache, manual_seed), nvidia-smi in 
 CUDA events for timing, torch.device("cuda", rank), device="cuda" factories, .cuda(),
 .to(device, non_blocking=True), pin_memory, bf16 autocast for "cuda", torch.compile, FlashAttention-3
 (flash_attn_interface, causal), a sliding-window call of FA2 (flash_attn), NCCL process group,
-fused AdamW, a Triton kernel behind a USE_TRITON switch whose off path is plain torch.
+fused AdamW, a Triton kernel behind a USE_TRITON env switch and one behind an attribute set True
+in __init__ (``self.use_fused_residual``), each with a plain torch path.
 
 It prints two final lines from one number (4 and 8 decimals), as the baseline does.
 """
@@ -52,6 +53,18 @@ if triton is not None:
         mask = offs < n
         tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask) * scale, mask=mask)
 
+    @triton.jit
+    def add_kernel(x_ptr, y_ptr, out_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        tl.store(out_ptr + offs, tl.load(x_ptr + offs, mask=mask) + tl.load(y_ptr + offs, mask=mask), mask=mask)
+
+
+def fused_add(x, y):
+    out = torch.empty_like(x)
+    add_kernel[(triton.cdiv(x.numel(), 256),)](x, y, out, x.numel(), BLOCK=256)
+    return out
+
 
 def scaled(x, scale, h):
     if h.use_triton and triton is not None:
@@ -75,6 +88,7 @@ class Block(torch.nn.Module):
         self.heads, self.window = heads, window
         self.qkv = torch.nn.Linear(dim, 3 * dim, bias=False)
         self.proj = torch.nn.Linear(dim, dim, bias=False)
+        self.use_fused_residual = True  # a switch in the code, not in the environment
         self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, 2 * dim), torch.nn.GELU(), torch.nn.Linear(2 * dim, dim))
 
     def forward(self, x):
@@ -83,6 +97,8 @@ class Block(torch.nn.Module):
         y = flash_attn_func(q, k, v, causal=True)  # (b, t, h, hd), FA3 layout
         local = fa2_func(q, k, v, causal=True, window_size=(self.window, 0))
         x = x + self.proj((y + local).reshape(b, t, d))
+        if self.use_fused_residual and triton is not None:
+            return fused_add(x, self.mlp(F.rms_norm(x, (d,))))
         return x + self.mlp(F.rms_norm(x, (d,)))
 
 
