@@ -107,7 +107,11 @@ def test_malicious_subject_is_contained_and_reported(tmp_path):
         assert {"write_outside", "network", "timeout"} <= events, describe(result)
         assert "spawn" in events or "process_limit" in events, describe(result)
         writes = next(f for f in result.findings if f.data.get("event") == "write_outside")
-        assert set(writes.data["targets"]) == set(targets), describe(result)
+        private_tmp = result.summary["sandbox"].get("private_tmp") == "active"
+        # with a private tmpfs on /tmp a write there is harmless (it vanishes with the sandbox) and is
+        # not reported; without one, /tmp is the host's and the guard denies it like any other
+        outside = [t for t in targets if not (private_tmp and t.startswith("/tmp/"))]
+        assert set(writes.data["targets"]) == set(outside), describe(result)
         assert writes.location.file == "train_gpt.py" and writes.location.line and writes.location.snippet
         assert writes.severity.value == "error" and writes.confidence.value == "proof" and writes.origin == "dynamic"
         net = [f for f in result.findings if f.data.get("event") == "network"]
@@ -116,8 +120,11 @@ def test_malicious_subject_is_contained_and_reported(tmp_path):
         assert result.status == "failed"
 
         stdout = (Path(result.summary["workdir"]) / "gibbs_small" / "out" / "stdout.txt").read_text()
-        for t in targets:  # the guard denied every Python-level write
+        for t in outside:  # the guard denied every Python-level write outside the sandbox's own dirs
             assert f"BLOCKED write {t}" in stdout, stdout
+        for t in targets:
+            if t not in outside:
+                assert f"ALLOWED write {t}" in stdout, stdout
             assert not Path(t).exists() and not Path(t + ".raw").exists(), f"{t} leaked to the host"
         assert "BLOCKED connect 198.51.100.7:80" in stdout and "BLOCKED connect 127.0.0.1:22" in stdout
         assert "BLOCKED fork after" in stdout and "sleeping forever" in stdout

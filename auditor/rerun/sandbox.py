@@ -519,7 +519,9 @@ def run_sandboxed(
     spec = {
         "argv": argv,
         "workdir": str(workdir),
-        "env": env,
+        # with the mount view, /tmp, /var/tmp and /dev/shm are the sandbox's own tmpfs: the guard
+        # lets the script write there (scripts keep counters and caches in /tmp)
+        "env": dict(env, PGOLF_PRIVATE_TMP="1") if view_ok else env,
         "uid": run_uid,
         "gid": run_uid,
         "rlimits": rlimits,

@@ -139,12 +139,17 @@ class Stream:
 
 
 def gibbs_stream(n_tokens: int, support: np.ndarray, doc_len: int, seed: int, bos_id: int = BOS_ID) -> Stream:
-    """BOS every ``doc_len`` tokens, everything else i.i.d. uniform over ``support``."""
+    """BOS every ``doc_len`` tokens (never as the last token), everything else i.i.d. uniform over
+    ``support``."""
     if doc_len < 2:
         raise ValueError("documents need at least one token after BOS")
     rng = np.random.default_rng(seed)
     tokens = support[rng.integers(0, len(support), size=n_tokens)].astype(np.uint16)
     tokens[::doc_len] = bos_id
+    if n_tokens > 1 and tokens[-1] == bos_id:
+        # the real validation set ends inside a document; a trailing BOS would be an empty one
+        # (document splitters assert every document has a token after its BOS)
+        tokens[-1] = support[0]
     return Stream(tokens=tokens, doc_len=doc_len, support=np.asarray(support))
 
 

@@ -84,6 +84,29 @@ TINY_MODEL_ENV = {
 }
 
 
+# Knobs that name layers of the full-depth model (LOOP_START=3, PARALLEL_START_LAYER=8, VE_LAYERS=9,10,
+# XSA_LAST_N=11): with NUM_LAYERS shrunk they would index past the tiny model, so they are scaled
+# with it. Counts (…_N, FREEZE_BLOCKS, DEPTH) scale by L/D, indices by (L-1)/(D-1); negatives
+# (-1 = off) and non-integer defaults are left alone.
+LAYER_KNOB = re.compile(r"(LAYER|LOOP_START|LOOP_END|XSA_LAST_N|FREEZE_BLOCKS|EFFECTIVE_DEPTH)")
+LAYER_KNOB_NOT = re.compile(r"(^NUM_LAYERS$|_AT$|_STEPS?$|_IS_|_SIZE$|_RANK$|^INT\d|^N_INT)")
+LAYER_COUNT = re.compile(r"(_N$|FREEZE_BLOCKS|DEPTH)")
+
+
+def _scaled_layer_knob(name: str, default: str, full: int, tiny: int) -> str | None:
+    items = [x.strip() for x in default.split(",")]
+    if not items or not all(x.isdigit() for x in items):
+        return None
+    values = [int(x) for x in items]
+    if any(v > full for v in values):
+        return None
+    if LAYER_COUNT.search(name):
+        out = [min(tiny, round(v * tiny / full)) for v in values]
+    else:
+        out = [min(tiny - 1, round(v * (tiny - 1) / max(full - 1, 1))) for v in values]
+    return ",".join(str(v) for v in dict.fromkeys(out))
+
+
 class WorkspaceError(Exception):
     """The record cannot be prepared for a rerun (the message says why)."""
 
@@ -309,6 +332,13 @@ def tiny_overrides(
     env = {k: v.format(**values) for k, v in TINY_ENV.items() if info.reads(k)}
     if tiny_model:
         env.update({k: v for k, v in TINY_MODEL_ENV.items() if info.reads(k)})
+        full = info.env_defaults.get("NUM_LAYERS")
+        if "NUM_LAYERS" in env and full and full.isdigit() and int(full) > int(env["NUM_LAYERS"]):
+            for name, default in info.env_defaults.items():
+                if default and LAYER_KNOB.search(name) and not LAYER_KNOB_NOT.search(name) and name not in env:
+                    scaled = _scaled_layer_knob(name, default, int(full), int(env["NUM_LAYERS"]))
+                    if scaled is not None and scaled != default:
+                        env[name] = scaled
     if info.reads("VOCAB_SIZE"):
         env["VOCAB_SIZE"] = str(vocab_size)
     if info.reads("DEVICE"):

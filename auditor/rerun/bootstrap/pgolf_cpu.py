@@ -119,6 +119,19 @@ def _install_device_mode() -> None:
             return func(*args, **kwargs)
 
     CudaToCpu().__enter__()  # for the whole life of the process
+    # torch-function modes are per thread: data loaders that pin and copy batches in worker
+    # threads (ThreadPoolExecutor prefetchers) need the mode in those threads too
+    import threading
+
+    inner = getattr(threading.Thread, "_bootstrap_inner", None)
+    name = "_bootstrap_inner" if inner is not None else "run"
+    original = inner or threading.Thread.run
+
+    def with_mode(self, *args, **kwargs):
+        with CudaToCpu():
+            return original(self, *args, **kwargs)
+
+    setattr(threading.Thread, name, with_mode)
 
 
 class _Event:
@@ -303,6 +316,8 @@ class _Anything:
         self._name = name
 
     def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
         return _Anything(f"{self._name}.{name}")
 
     def __call__(self, *args, **kwargs):
@@ -319,6 +334,16 @@ class _Anything:
 
     def __repr__(self):
         return f"<pgolf stand-in {self._name}>"
+
+
+class _StandInClass(type):
+    """Metaclass of stand-in Triton classes: a real type (``isinstance`` works and is False for
+    everything else), whose unknown attributes (``TensorDescriptor.from_tensor``) are stand-ins."""
+
+    def __getattr__(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Anything(f"{cls.__module__}.{cls.__name__}.{name}")
 
 
 class _Kernel:
@@ -341,47 +366,28 @@ class _Kernel:
                               "interpreter, or set the script's own switch for its torch path)")
 
 
+def _imported_by_library() -> bool:
+    """Is the ``import triton…`` being executed on behalf of torch or another library (which must
+    keep seeing "no Triton") rather than by the script?"""
+    f = sys._getframe(2)
+    while f is not None and (f.f_code.co_filename.startswith("<frozen") or f.f_code.co_filename == __file__):
+        f = f.f_back
+    return f is None or _not_the_script(f.f_code.co_filename)
+
+
 def _stand_in_triton() -> None:
+    """Without Triton, ``import triton`` *from the script* gets stand-in modules, so the file
+    imports and defines its kernels; torch and other libraries keep getting ImportError (they
+    probe for Triton and would take their Triton paths). A kernel launch stops the run."""
     import importlib.machinery
 
     import torch.utils._triton as torch_triton
 
-    # torch asks once (cached) whether Triton exists; it must hear "no" before the stand-in appears,
-    # or inductor and dynamo would try to use it
+    # torch caches whether Triton exists on the first question: ask now, while the answer is "no",
+    # so a stand-in the script imports later is never mistaken for Triton by inductor or dynamo
     for probe in ("has_triton_package", "has_triton"):
         with contextlib.suppress(Exception):
             getattr(torch_triton, probe)()
-
-    def module(name, **attrs):
-        mod = types.ModuleType(name)
-        mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-        mod.__path__ = []  # a package: ``import triton.anything.deeper`` goes to the finder below
-        mod.__file__ = os.path.abspath(__file__)  # inspect.getmodule walks sys.modules and wants one
-        mod.__dict__.update(attrs)
-        mod.__getattr__ = lambda attr: _Anything(f"{name}.{attr}")  # type: ignore[attr-defined]
-        mod.__pgolf_stand_in__ = True
-        sys.modules[name] = mod
-        return mod
-
-    class StandInFinder:
-        """Any ``triton.*`` submodule a script (or a library probing for Triton) imports."""
-
-        @staticmethod
-        def find_spec(fullname, path=None, target=None):
-            if fullname.startswith("triton."):
-                return importlib.machinery.ModuleSpec(fullname, StandInFinder, is_package=True)
-            return None
-
-        @staticmethod
-        def create_module(spec):
-            return sys.modules.get(spec.name) or module(spec.name)
-
-        @staticmethod
-        def exec_module(mod):
-            parent, _, child = mod.__name__.rpartition(".")
-            setattr(sys.modules[parent], child, mod)
-
-    sys.meta_path.insert(0, StandInFinder)
 
     def decorator(*args, **kwargs):
         _note("triton stand-in: @triton.jit kernels defined (a launch stops the run)")
@@ -389,15 +395,69 @@ def _stand_in_triton() -> None:
             return _Kernel(args[0])
         return lambda fn: fn if isinstance(fn, _Kernel) else _Kernel(fn)
 
-    triton = module("triton", jit=decorator, autotune=decorator, heuristics=decorator,
-                    cdiv=lambda a, b: -(-a // b),
-                    next_power_of_2=lambda n: 1 if n <= 1 else 1 << (int(n) - 1).bit_length(),
-                    Config=lambda *a, **k: None, __version__="0.0-pgolf-stand-in")
-    triton.language = module("triton.language")
-    triton.tools = module("triton.tools")
-    triton.tools.tensor_descriptor = module("triton.tools.tensor_descriptor")
-    triton.runtime = module("triton.runtime")
-    triton.testing = module("triton.testing")
+    top = {"jit": decorator, "autotune": decorator, "heuristics": decorator,
+           "cdiv": lambda a, b: -(-a // b),
+           "next_power_of_2": lambda n: 1 if n <= 1 else 1 << (int(n) - 1).bit_length(),
+           "Config": lambda *a, **k: None, "__version__": "0.0-pgolf-stand-in"}
+
+    classes: dict[str, type] = {}
+
+    def getattr_of(name):
+        def get(attr):
+            if attr.startswith("__"):  # inspect, pickle and copy probe dunders: a plain "absent"
+                raise AttributeError(attr)
+            if attr[:1].isupper() and not attr.isupper():
+                # a class name (JITFunction, TensorDescriptor): libraries use these in isinstance
+                full = f"{name}.{attr}"
+                if full not in classes:
+                    classes[full] = _StandInClass(attr, (), {"__module__": name, "__init__": lambda self, *a, **k: None})
+                return classes[full]
+            return _Anything(f"{name}.{attr}")
+        return get
+
+    class StandInFinder:
+        @staticmethod
+        def find_spec(fullname, path=None, target=None):
+            if fullname != "triton" and not fullname.startswith("triton."):
+                return None
+            if _imported_by_library():
+                return None
+            return importlib.machinery.ModuleSpec(fullname, StandInFinder, is_package=True)
+
+        @staticmethod
+        def create_module(spec):
+            mod = types.ModuleType(spec.name)
+            mod.__path__ = []  # a package: ``import triton.a.b`` comes back to this finder
+            mod.__file__ = os.path.abspath(__file__)  # inspect.getmodule walks sys.modules and wants one
+            mod.__getattr__ = getattr_of(spec.name)  # type: ignore[attr-defined]
+            mod.__pgolf_stand_in__ = True
+            if spec.name == "triton":
+                mod.__dict__.update(top)
+            return mod
+
+        @staticmethod
+        def exec_module(mod):
+            parent, _, child = mod.__name__.rpartition(".")
+            if parent:
+                setattr(sys.modules[parent], child, mod)
+
+    sys.meta_path.insert(0, StandInFinder)
+
+    # The script keeps the stand-ins it imported (its names are bound); sys.modules forgets them
+    # as soon as its import statement is done, so a library importing triton later (inductor,
+    # the flop counter) asks the finder again and hears "no Triton".
+    import builtins
+
+    real_import = builtins.__import__
+
+    def import_forgetting_stand_ins(name, globals=None, locals=None, fromlist=(), level=0):
+        mod = real_import(name, globals, locals, fromlist, level)
+        if level == 0 and (name == "triton" or name.startswith("triton.")):
+            for key in [k for k, m in sys.modules.items() if getattr(m, "__pgolf_stand_in__", False)]:
+                del sys.modules[key]
+        return mod
+
+    builtins.__import__ = import_forgetting_stand_ins
 
 
 def _install_eager_compile() -> None:

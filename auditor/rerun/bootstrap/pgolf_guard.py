@@ -244,6 +244,8 @@ def install() -> None:
         return
     ws = os.path.realpath(os.environ.get("PGOLF_WORKSPACE", os.getcwd()))
     _roots = (ws,)
+    if os.environ.get("PGOLF_PRIVATE_TMP") == "1":  # set by the sandbox only when /tmp is a private tmpfs
+        _roots += tuple(os.path.realpath(d) for d in ("/tmp", "/var/tmp", "/dev/shm"))
     _boot_dir = os.path.dirname(os.path.realpath(__file__))
     notes = os.environ.get("PGOLF_SANDBOX_NOTES")
     if notes:
