@@ -40,6 +40,16 @@ class RecordBudget:
     memory_mb: int = 4096
 
 
+def _with_rerun(budget: RecordBudget, options: AuditOptions) -> RecordBudget:
+    """With --rerun a record's audit also waits for its sandboxed runs: the wall budget grows by the
+    rerun's own, and the worker's address-space limit is dropped (the sandbox limits each run's
+    memory itself; an inherited RLIMIT_AS would cap what the sandbox may grant)."""
+    if not options.rerun:
+        return budget
+    wall = budget.wall_s + options.rerun_timeout_s if budget.wall_s > 0 else 0
+    return RecordBudget(wall_s=wall, memory_mb=0)
+
+
 def _worker_init(memory_mb: int) -> None:
     if memory_mb > 0:
         import resource
@@ -256,7 +266,7 @@ def _audit_all(
     cache: ResultCache | None = None,
     budget: RecordBudget | None = None,
 ) -> list[RecordAudit]:
-    budget = budget or RecordBudget()
+    budget = _with_rerun(budget or RecordBudget(), options)
     keys = [record_key(rec, options) for rec in records] if cache is not None else [None] * len(records)
     audits: list[RecordAudit | None] = [cache.get(k) if cache is not None else None for k in keys]
     todo = [i for i, a in enumerate(audits) if a is None]

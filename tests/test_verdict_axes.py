@@ -155,3 +155,22 @@ def test_network_stays_a_compliance_fail():
     net = finding("HYG008", "urllib.request.urlopen reachable from the eval")
     assert verdict.axis(net) == "compliance"
     assert verdict.decide([net]) is Verdict.FAIL
+
+
+def test_rerun_merge_rule_proof_overrides_and_a_clean_rerun_never_clears():
+    """README "Dynamic reruns": a DYN error (proof) turns a static PASS or NEEDS_REVIEW into FAIL; a
+    clean rerun shown beside a static FAIL (DYN902) leaves it a FAIL; a weakened probe (DYN900 info)
+    changes nothing, and a rerun that could not run asks for review."""
+    gibbs = finding("DYN001", "Gibbs probe: 0.41 nats below the floor", origin="dynamic")
+    heuristic = finding("C102", "target-keyed lookup", confidence=Confidence.HEURISTIC, severity=Severity.WARNING)
+    assert verdict.decide([]) is Verdict.PASS
+    assert verdict.decide([gibbs]) is Verdict.FAIL
+    assert verdict.decide([heuristic]) is Verdict.NEEDS_REVIEW
+    assert verdict.decide([heuristic, gibbs]) is Verdict.FAIL
+    static_fail = finding("C102", "target-keyed lookup", confidence=Confidence.STRONG)
+    disagree = finding("DYN902", "C1: static flags C102 but the rerun observed no C1 violation", origin="dynamic")
+    assert verdict.decide([static_fail, disagree]) is Verdict.FAIL
+    weak = finding("DYN900", "Gibbs probe weakened: 0.3 nats above the floor", severity=Severity.INFO, origin="dynamic")
+    assert verdict.decide([weak]) is Verdict.PASS
+    not_run = finding("DYN900", "rerun 'trace' did not complete: Triton kernel 'k' launched", origin="dynamic")
+    assert verdict.decide([not_run]) is Verdict.NEEDS_REVIEW

@@ -74,7 +74,7 @@ class RerunOptions(BaseModel):
     iterations: int = Field(60, ge=1, description="enough for a tiny model to learn the uniform support")
     train_tokens: int = Field(262_144, ge=1024)
     val_tokens_small: int = Field(4_096, ge=64)
-    val_tokens_large: int = Field(65_536, ge=0, description="0 skips the large Gibbs run (64k tokens saturate the 256-bucket caches of a tiny run)")
+    val_tokens_large: int = Field(16_384, ge=0, description="0 skips the large Gibbs run (16k tokens fill the 256-bucket caches of a tiny run 64 deep)")
     tiny_model: bool = False  # also shrink NUM_LAYERS/MODEL_DIM/... (only names the script reads)
     bucket_override: int | None = 256  # *BUCKETS* env vars with a positive default (hash tables) -> this
     env: dict[str, str] = Field(default_factory=dict)  # extra env, applied last

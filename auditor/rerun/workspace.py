@@ -122,6 +122,7 @@ class ScriptInfo:
     caseops: bool = False
     requires_cuda: bool = False
     kernel_switches: list[str] = field(default_factory=list)  # names set True that select Triton paths
+    newer_syntax: bytes | None = None  # pickled tree, when this Python cannot compile the code itself
     missing_modules: list[str] = field(default_factory=list)  # imported, not installed, shimmable
     unavailable_modules: list[str] = field(default_factory=list)  # imported, not installed, no shim
 
@@ -267,6 +268,14 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
     info.caseops = any(k in text for k in ("fineweb_val_bytes", "CASEOPS_ENABLED", "VAL_BYTE_SIDECAR"))
     info.requires_cuda = _requires_cuda(text)
     info.kernel_switches = _kernel_switches(parsed.tree)
+    try:
+        compile(text, entry, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError:
+        # written for a newer Python (PEP 701 f-strings): pgolf's parser rewrote it to the same
+        # tree with the same lines; the sandboxed interpreter runs that tree
+        import pickle
+
+        info.newer_syntax = pickle.dumps(parsed.tree)
     local = {p.stem for p in folder.glob("*.py")}
     for mod in sorted(_imported_modules(parsed.tree) - local):
         if importlib.util.find_spec(mod) is None:
@@ -408,9 +417,12 @@ def build_workspace(
         d.mkdir(exist_ok=True)
 
     pythonpath = [str(boot)]
-    if info.missing_modules:
+    if info.missing_modules or device == "cpu":
+        # on a CPU there is no FlashAttention to shadow, and an import the static scan cannot see
+        # (a payload decoded at run time, an import inside exec) must still find the stand-in
         pythonpath.append(str(boot / "shims"))
-        notes.append("shimmed " + ", ".join(info.missing_modules))
+        if info.missing_modules:
+            notes.append("shimmed " + ", ".join(info.missing_modules))
     data_dir = ws / "data"
     env = {
         "PATH": f"{Path(os.sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -436,6 +448,13 @@ def build_workspace(
         "DATA_PATH": str(ds),
         "TOKENIZER_PATH": str(tok_path),
     }
+    if info.newer_syntax is not None:
+        tree_path = boot / "script_ast.pickle"
+        tree_path.write_bytes(info.newer_syntax)
+        os.chmod(tree_path, 0o644)
+        env["PGOLF_SCRIPT_AST"] = str(tree_path)
+        notes.append("the script needs a newer Python's syntax (PEP 701 f-strings): it runs from the tree "
+                     "pgolf parsed, same lines")
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["PGOLF_NO_COMPILE"] = "1"

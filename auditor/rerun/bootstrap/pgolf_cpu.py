@@ -251,6 +251,26 @@ def _install_cuda_namespace() -> None:
         cuda.nvtx.range = lambda *a, **k: contextlib.nullcontext()
 
 
+def _install_generator() -> None:
+    """``torch.Generator(device="cuda")`` is not a torch function (the mode never sees it): a
+    subclass makes it on the CPU; isinstance checks keep working."""
+    import torch
+
+    base = torch.Generator
+
+    class Generator(base):
+        def __new__(cls, device=None):
+            if device is not None and _is_cuda(device):
+                _note("torch.Generator(device='cuda') -> cpu")
+                device = "cpu"
+            return base.__new__(cls) if device is None else base.__new__(cls, device=device)
+
+        def __init__(self, device=None):
+            pass
+
+    torch.Generator = Generator
+
+
 def _install_autocast() -> None:
     import torch
     from torch.amp import autocast_mode
@@ -472,14 +492,11 @@ def _install_eager_compile() -> None:
     torch.compile = compile
 
 
-def switched_off_code(path: str, names: set[str]):
-    """The script's code with every ``<name> = True`` / ``x.<name> = True`` of ``names`` made
+def switched_off(tree, path: str, names: set[str]):
+    """The script's tree with every ``<name> = True`` / ``x.<name> = True`` of ``names`` made
     ``False`` (the switches that choose a Triton kernel over the script's own torch path). Line
     numbers are kept, so the trace and tracebacks point at the shipped file."""
     import ast
-
-    with open(path, encoding="utf-8") as fh:
-        tree = ast.parse(fh.read(), filename=path)
 
     class Off(ast.NodeTransformer):
         def _flip(self, node, targets):
@@ -501,7 +518,7 @@ def switched_off_code(path: str, names: set[str]):
         def visit_AnnAssign(self, node):
             return self._flip(node, [node.target])
 
-    return compile(Off().visit(tree), path, "exec")
+    return Off().visit(tree)
 
 
 def install() -> None:
@@ -510,6 +527,7 @@ def install() -> None:
     _install_eager_compile()
     _install_cuda_namespace()
     _install_device_mode()
+    _install_generator()
     _install_autocast()
     _install_distributed()
     if importlib.util.find_spec("triton") is None:
