@@ -135,27 +135,33 @@ def test_a_short_run_says_the_gibbs_probe_is_weakened():
     assert _learned_uniform([P.gibbs_check("trace", "final", True, 2.0, 64, P.np.array([0]), 4097)], 128) is None
 
 
-def _shims(monkeypatch):
-    """The two stand-ins as the sandboxed script imports them (shims/ on sys.path)."""
+@pytest.fixture
+def shims(monkeypatch):
+    """The two stand-ins as the sandboxed script imports them (shims/ on sys.path); forgotten
+    afterwards, so later tests still see FlashAttention as missing here."""
     import sys
 
     from auditor.rerun.workspace import SHIMS_DIR
 
+    names = ("flash_attn_interface", "flash_attn")
+    saved = {n: sys.modules.pop(n) for n in names if n in sys.modules}
     monkeypatch.syspath_prepend(str(SHIMS_DIR))
-    for name in ("flash_attn_interface", "flash_attn"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    fa3, fa2 = importlib.import_module("flash_attn_interface"), importlib.import_module("flash_attn")
-    assert fa3.__file__.startswith(str(SHIMS_DIR)) and fa2.__file__.startswith(str(SHIMS_DIR))
-    return fa3, fa2
+    try:
+        fa3, fa2 = importlib.import_module("flash_attn_interface"), importlib.import_module("flash_attn")
+        assert fa3.__file__.startswith(str(SHIMS_DIR)) and fa2.__file__.startswith(str(SHIMS_DIR))
+        yield fa3, fa2
+    finally:
+        for n in names:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
+        importlib.invalidate_caches()
 
 
-def test_flash_attention_shims_are_sdpa_with_the_flags_honoured(monkeypatch):
+def test_flash_attention_shims_are_sdpa_with_the_flags_honoured(shims):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
 
-    if importlib.util.find_spec("flash_attn_interface") or importlib.util.find_spec("flash_attn"):
-        pytest.skip("the real FlashAttention is installed here; the stand-ins are for hosts without it")
-    fa3, fa2 = _shims(monkeypatch)
+    fa3, fa2 = shims
     torch.manual_seed(0)
     b, t, h, d = 2, 9, 2, 8
     q, k, v = (torch.randn(b, t, h, d) for _ in range(3))
