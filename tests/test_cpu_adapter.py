@@ -196,3 +196,18 @@ def test_only_scripts_that_name_the_byte_sidecar_get_one(tmp_path):
     assert not inspect_script(tmp_path).caseops
     (tmp_path / "train_gpt.py").write_text("pattern = 'fineweb_val_bytes_*.bin'\n")
     assert inspect_script(tmp_path).caseops
+
+
+def test_an_entry_that_execs_a_sibling_file_is_inspected_through_it(tmp_path):
+    from auditor.rerun.workspace import inspect_script
+
+    (tmp_path / "train_gpt.py").write_text(
+        'exec(open(__file__.replace("train_gpt.py", "train_gpt_decode.py")).read())\n')
+    (tmp_path / "train_gpt_decode.py").write_text(
+        "import os\nfrom flash_attn_interface import flash_attn_func\n"
+        "vocab_size = int(os.environ.get('VOCAB_SIZE', 8192))\n")
+    info = inspect_script(tmp_path)
+    assert info.executes == "train_gpt_decode.py" and info.entry == "train_gpt.py"
+    assert info.vocab_size == 8192 and "VOCAB_SIZE" in info.env_defaults
+    if importlib.util.find_spec("flash_attn_interface") is None:
+        assert info.missing_modules == ["flash_attn_interface"]

@@ -123,6 +123,7 @@ class ScriptInfo:
     requires_cuda: bool = False
     kernel_switches: list[str] = field(default_factory=list)  # names set True that select Triton paths
     newer_syntax: bytes | None = None  # pickled tree, when this Python cannot compile the code itself
+    executes: str | None = None  # a sibling .py the entry runs with exec(open(...).read())
     missing_modules: list[str] = field(default_factory=list)  # imported, not installed, shimmable
     unavailable_modules: list[str] = field(default_factory=list)  # imported, not installed, no shim
 
@@ -216,6 +217,22 @@ def _requires_cuda(text: str) -> bool:
     return bool(re.search(r"""["'][^"'\n]*CUDA is required[^"'\n]*["']""", text))
 
 
+def _executed_sibling(folder: Path, entry: str, tree: ast.AST) -> str | None:
+    """The other .py of the folder that an ``exec(...open(...)...)`` in the entry names, if any."""
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "exec"):
+            continue
+        inner = list(ast.walk(node))
+        if not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open" for n in inner):
+            continue
+        for n in inner:
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.endswith(".py"):
+                name = Path(n.value).name
+                if name != entry and (folder / name).is_file():
+                    return name
+    return None
+
+
 def _kernel_switches(tree: ast.AST) -> list[str]:
     """Names (attributes or variables) assigned the constant True whose name says they select a
     fused/Triton path, in a script that defines ``@triton.jit`` kernels."""
@@ -260,6 +277,22 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
         raise WorkspaceError(f"{entry} does not parse as Python: {parsed.error}")
     info = ScriptInfo(folder=folder, entry=entry, run_text=text, wrapper=wrapper)
     info.env_defaults = env_reads(parsed.tree)
+    entry_text = text
+    sibling = _executed_sibling(folder, entry, parsed.tree)
+    if sibling is not None:
+        # ``exec(open(__file__.replace("train_gpt.py", "train_gpt_decode.py")).read())``: the
+        # knobs, imports and data the run needs are those of the file the entry executes
+        sib_text, _ = _decoded_entry(folder, sibling)
+        sib = parse_python(sib_text, sibling)
+        if sib.tree is not None:
+            info.env_defaults = {**env_reads(sib.tree), **info.env_defaults}
+            info.executes = sibling
+            text = text + "\n" + sib_text
+            parsed_trees = (parsed.tree, sib.tree)
+        else:
+            parsed_trees = (parsed.tree,)
+    else:
+        parsed_trees = (parsed.tree,)
     vocab = info.env_defaults.get("VOCAB_SIZE")
     info.vocab_size = int(vocab) if vocab and vocab.isdigit() else None
     # Only scripts that name the sidecar get one: most scripts glob fineweb_val_*.bin, which also
@@ -269,7 +302,7 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
     info.requires_cuda = _requires_cuda(text)
     info.kernel_switches = _kernel_switches(parsed.tree)
     try:
-        compile(text, entry, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        compile(entry_text, entry, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError:
         # written for a newer Python (PEP 701 f-strings): pgolf's parser rewrote it to the same
         # tree with the same lines; the sandboxed interpreter runs that tree
@@ -277,7 +310,7 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
 
         info.newer_syntax = pickle.dumps(parsed.tree)
     local = {p.stem for p in folder.glob("*.py")}
-    for mod in sorted(_imported_modules(parsed.tree) - local):
+    for mod in sorted(set().union(*(_imported_modules(t) for t in parsed_trees)) - local):
         if importlib.util.find_spec(mod) is None:
             (info.missing_modules if mod in SHIMMED_MODULES else info.unavailable_modules).append(mod)
     return info
