@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=300, help="budget of one record's rerun, seconds")
     ap.add_argument("--val-tokens-large", type=int, default=None,
                     help="tokens of the large Gibbs run (0 skips it: one traced run per record)")
-    ap.add_argument("--only", default="", help="only folders whose name contains this")
+    ap.add_argument("--only", default="", help="only folders whose name contains one of these (comma-separated)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "rerun_corpus.json")
     args = ap.parse_args()
@@ -131,9 +131,9 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="pgolf-rerun-prs-")
     if args.mirror:
         prs = _pr_folders(args.mirror, Path(tmp.name), args.per_family)
-        folders = sorted(f for f in prs if args.only in Path(f).name)
+        folders = sorted(f for f in prs if _wanted(Path(f).name, args.only))
     else:
-        folders = sorted(str(r.root) for r in intake.discover_records(args.records) if args.only in r.root.name)
+        folders = sorted(str(r.root) for r in intake.discover_records(args.records) if _wanted(r.root.name, args.only))
     if args.limit:
         folders = folders[: args.limit]
     probes = tuple(p.strip() for p in args.probes.split(",") if p.strip())
@@ -175,6 +175,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
+
+
+def _wanted(name: str, only: str) -> bool:
+    """--only: comma-separated substrings of folder names (empty: every folder)."""
+    return not only or any(part and part in name for part in only.split(","))
 
 
 def _reasons(rows: list[dict]) -> dict[str, int]:

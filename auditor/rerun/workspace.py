@@ -51,6 +51,10 @@ TINY_ENV = {
     "ITERATIONS": "{iterations}",
     "MAX_WALLCLOCK_SECONDS": "0",
     "WARMUP_STEPS": "0",
+    # a step-count schedule longer than the tiny run would keep the LR near 0 throughout (60 of
+    # 3000 warmdown steps = 2 % of it): the model would not learn the uniform support
+    "WARMDOWN_ITERS": "{warmdown}",
+    "WARMDOWN_STEPS": "{warmdown}",
     "VAL_LOSS_EVERY": "0",
     "TRAIN_LOG_EVERY": "10",
     "TRAIN_SEQ_LEN": "{seq}",
@@ -277,7 +281,6 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
         raise WorkspaceError(f"{entry} does not parse as Python: {parsed.error}")
     info = ScriptInfo(folder=folder, entry=entry, run_text=text, wrapper=wrapper)
     info.env_defaults = env_reads(parsed.tree)
-    entry_text = text
     sibling = _executed_sibling(folder, entry, parsed.tree)
     if sibling is not None:
         # ``exec(open(__file__.replace("train_gpt.py", "train_gpt_decode.py")).read())``: the
@@ -301,9 +304,7 @@ def inspect_script(folder: Path, script: str | None = None) -> ScriptInfo:
     info.caseops = any(k in text for k in ("fineweb_val_bytes", "CASEOPS_ENABLED", "VAL_BYTE_SIDECAR"))
     info.requires_cuda = _requires_cuda(text)
     info.kernel_switches = _kernel_switches(parsed.tree)
-    try:
-        compile(entry_text, entry, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
-    except SyntaxError:
+    if parsed.used_fallback:
         # written for a newer Python (PEP 701 f-strings): pgolf's parser rewrote it to the same
         # tree with the same lines; the sandboxed interpreter runs that tree
         import pickle
@@ -362,6 +363,7 @@ def tiny_overrides(
 ) -> dict[str, str]:
     values = {
         "iterations": iterations,
+        "warmdown": max(1, iterations // 4),
         "seq": seq_len,
         "stride": max(1, seq_len // 2),
         "batch_tokens": 8 * seq_len,
