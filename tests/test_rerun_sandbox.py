@@ -120,11 +120,11 @@ def test_malicious_subject_is_contained_and_reported(tmp_path):
         assert result.status == "failed"
 
         stdout = (Path(result.summary["workdir"]) / "gibbs_small" / "out" / "stdout.txt").read_text()
-        for t in outside:  # the guard denied every Python-level write outside the sandbox's own dirs
-            assert f"BLOCKED write {t}" in stdout, stdout
+        # the plain /tmp target lands in the private tmpfs; every other one is refused, by the guard
+        # or (a checkout under /tmp, shown read-only in the view) by the kernel
+        allowed = [targets[0]] if private_tmp else []
         for t in targets:
-            if t not in outside:
-                assert f"ALLOWED write {t}" in stdout, stdout
+            assert (f"ALLOWED write {t}" if t in allowed else f"BLOCKED write {t}") in stdout, stdout
             assert not Path(t).exists() and not Path(t + ".raw").exists(), f"{t} leaked to the host"
         assert "BLOCKED connect 198.51.100.7:80" in stdout and "BLOCKED connect 127.0.0.1:22" in stdout
         assert "BLOCKED fork after" in stdout and "sleeping forever" in stdout
