@@ -202,8 +202,8 @@ def rerun_lines(summary: dict | None) -> list[str]:
     uniform support, and every run-time substitution of the CPU adapter."""
     if not summary:
         return []
-    out = [f"device {summary.get('device', '?')}, {summary.get('duration_s', '?')} s, "
-           f"{summary.get('verdict_hint', '?')}"]
+    out = [(f"device {summary.get('device', '?')}, {summary.get('duration_s', '?')} s, "
+            f"{summary.get('verdict_hint', '?')}")]
     for run in summary.get("runs") or []:
         state = "ok" if run.get("ok") else f"stopped: {run.get('error')}"
         wall = run.get("wall_seconds")

@@ -51,7 +51,7 @@ def main() -> None:
     main_mod.__file__ = script
     main_mod.__builtins__ = __builtins__
     sys.modules["__main__"] = main_mod  # pickles of classes defined in the script resolve here
-    exec(compile(tree, script, "exec"), main_mod.__dict__)
+    exec(compile(tree, script, "exec"), main_mod.__dict__)  # noqa: S102 - this is the sandboxed run itself, as runpy
 
 
 def _prepared_tree(script: str):

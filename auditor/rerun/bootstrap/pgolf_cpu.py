@@ -40,8 +40,11 @@ _WHERE: dict[str, str] = {}
 _BOOT = os.path.dirname(os.path.abspath(__file__))
 
 
-def _note(what: str) -> None:
-    if what not in _USED:
+def _note(what: str, where: str | None = None) -> None:
+    """Record one use of a substitution; ``where`` (file:line) defaults to the first script frame."""
+    if what not in _USED and where is not None:
+        _WHERE[what] = where
+    elif what not in _USED:
         f = sys._getframe(1)
         while f is not None and _not_the_script(f.f_code.co_filename):
             f = f.f_back
@@ -111,11 +114,11 @@ def _install_device_mode() -> None:
                 kwargs = dict(kwargs, device="cpu")
             if kwargs.get("pin_memory"):
                 kwargs = dict(kwargs, pin_memory=False)
-            if func in to_like and len(args) > 1 and (isinstance(args[1], (str, torch.device)) or
-                                                      (func is Tensor.to and isinstance(args[1], int))):
-                if _is_cuda(args[1]):
-                    _note("tensor.to('cuda') -> cpu")
-                    args = (args[0], "cpu", *args[2:])
+            positional_device = func in to_like and len(args) > 1 and (
+                isinstance(args[1], (str, torch.device)) or (func is Tensor.to and isinstance(args[1], int)))
+            if positional_device and _is_cuda(args[1]):
+                _note("tensor.to('cuda') -> cpu")
+                args = (args[0], "cpu", *args[2:])
             return func(*args, **kwargs)
 
     CudaToCpu().__enter__()  # for the whole life of the process
@@ -505,9 +508,8 @@ def switched_off(tree, path: str, names: set[str]):
                 for t in targets:
                     name = t.attr if isinstance(t, ast.Attribute) else t.id if isinstance(t, ast.Name) else None
                     if name in names:
-                        _WHERE.setdefault(f"switch {name} = True -> False (its torch path)",
-                                          f"{os.path.basename(path)}:{node.lineno}")
-                        _USED[f"switch {name} = True -> False (its torch path)"] += 1
+                        _note(f"switch {name} = True -> False (its torch path)",
+                              f"{os.path.basename(path)}:{node.lineno}")
                         node.value = ast.copy_location(ast.Constant(False), value)
                         break
             return node
