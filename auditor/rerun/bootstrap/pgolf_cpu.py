@@ -280,7 +280,7 @@ def _install_autocast() -> None:
 
     base = autocast_mode.autocast
 
-    class autocast(base):  # noqa: N801 - the name torch uses
+    class autocast(base):  # the name torch uses
         def __init__(self, device_type="cuda", dtype=None, enabled=True, cache_enabled=None):
             if device_type == "cuda":
                 _note("autocast(cuda) -> autocast(cpu), same dtype")
