@@ -144,7 +144,7 @@ def main() -> None:
         for i, fut in enumerate(as_completed(futs), 1):
             try:
                 row = fut.result()
-            except Exception as exc:  # a crash of pgolf itself: the row says so, the bench goes on
+            except Exception as exc:  # noqa: BLE001 - a crash of pgolf itself: the row says so, the bench goes on
                 row = {"record": Path(futs[fut]).name, "status": "crashed", "error": repr(exc)[:500]}
             if futs[fut] in prs:
                 row["pr"], row["family"] = prs[futs[fut]]
