@@ -251,12 +251,7 @@ def rerun(
     if len(records) != 1:
         raise PgolfError(f"{record}: expected one record folder, found {len(records)}")
     rec = records[0]
-    extra = {}
-    for item in env or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--env expects KEY=VALUE, got {item!r}")
-        extra[key] = value
+    extra = _env_pairs(env)
     wanted = ("trace", "gibbs", "causal", "norm") if probes == "all" else tuple(p.strip() for p in probes.split(",") if p.strip())
     options = RerunOptions(device=device, probes=wanted, timeout_s=timeout, env=extra,
                            tiny_model=tiny_model and device == "cpu",
@@ -270,6 +265,79 @@ def rerun(
     render_opts = {"color": False} if fmt is Format.text and output is not None else {}
     _emit(report.render(full, fmt.value, **render_opts), output)
     raise typer.Exit(int(VERDICT_EXIT[full.verdict.value]))
+
+
+REPRO_EXIT = {"REPRODUCED": 0, "NOT_REPRODUCED": 1, "INCOMPLETE": 3}
+
+
+@app.command()
+def reproduce(
+    record: Annotated[Path, typer.Argument(help="Record folder to reproduce at its own configuration.")],
+    data: Annotated[Path, typer.Option(help="Data folder: datasets/fineweb10B_sp<V>/ shards and tokenizers/.")],
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the seeds of its logs).")] = None,
+    nproc: Annotated[int | None, typer.Option(min=1, help="Processes per node (default: its README's).")] = None,
+    tolerance: Annotated[str, typer.Option(help="auto (from the claimed seeds' spread) or a BPB value.")] = "auto",
+    reference: Annotated[bool, typer.Option(help="Run the reference stack's bundled script instead.")] = False,
+    scale_steps: Annotated[float | None, typer.Option(help="Partial: stop at this fraction of the logged steps and compare at a step both logs report.")] = None,
+    train_cap: Annotated[float, typer.Option(help="Training cap enforced from outside, seconds.")] = 600.0,
+    eval_cap: Annotated[float, typer.Option(help="Evaluation cap enforced from outside, seconds.")] = 600.0,
+    setup_allowance: Annotated[float, typer.Option(help="Start-up before training that is not counted, seconds.")] = 300.0,
+    env: Annotated[list[str] | None, typer.Option(help="Extra KEY=VALUE for the script (repeatable).")] = None,
+    require_isolation: Annotated[bool, typer.Option(help="Refuse to run without namespaces/uid switch.")] = False,
+    logs_dir: Annotated[Path | None, typer.Option("--logs-dir", help="Keep the reproduced logs here.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+) -> None:
+    """Run a submission's own train_gpt.py at its real configuration on real data, per seed, and
+    compare val_loss/val_bpb, artifact bytes and times with its claims. Exit 0 REPRODUCED,
+    1 NOT_REPRODUCED, 3 INCOMPLETE, 2 refused (not enough GPUs), 4 bad input (data, record)."""
+    from auditor import report
+    from auditor.models import AuditReport
+    from auditor.reproduce import ReproOptions, reproduce_record
+
+    opts = ReproOptions(data_dir=data, seeds=_int_list(seeds, "--seeds"), nproc=nproc,
+                        tolerance=_tolerance(tolerance), reference=reference, scale_steps=scale_steps,
+                        train_cap_s=train_cap, eval_cap_s=eval_cap, setup_allowance_s=setup_allowance,
+                        extra_env=_env_pairs(env), require_isolation=require_isolation, out_dir=logs_dir)
+    if not data.is_dir():
+        raise PgolfError(f"data folder not found: {data}")
+    audit = reproduce_record(record, opts, progress=lambda what: err.print(f"reproducing {what} ...", highlight=False))
+    full = AuditReport(tool_version=__version__, generated_at=_now(), verdict=audit.verdict, records=[audit],
+                       options={"reproduce": {k: str(v) for k, v in vars(opts).items()}})
+    render_opts = {"color": False} if fmt is Format.text and output is not None else {}
+    _emit(report.render(full, fmt.value, **render_opts), output)
+    raise typer.Exit(REPRO_EXIT[audit.reproduction.verdict.value])
+
+
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{flag} expects comma-separated integers, got {text!r}") from None
+
+
+def _tolerance(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"--tolerance expects auto or a number, got {text!r}") from None
+    if not value >= 0:
+        raise typer.BadParameter("--tolerance must be >= 0")
+    return value
+
+
+def _env_pairs(items: list[str] | None) -> dict[str, str]:
+    extra = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--env expects KEY=VALUE, got {item!r}")
+        extra[key] = value
+    return extra
 
 
 def _now() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 # Bump on any incompatible change of the JSON report; additive changes bump the minor part.
-REPORT_SCHEMA_VERSION = "2.0"  # 2.0: compliance and eligibility axes, report-level error
+REPORT_SCHEMA_VERSION = "2.1"  # 2.0: compliance and eligibility axes, report-level error; 2.1: reproduction
 
 
 class Condition(str, Enum):
@@ -153,6 +153,60 @@ class Significance(BaseModel):
     quoted_p: float | None = None
 
 
+class ReproVerdict(str, Enum):
+    REPRODUCED = "REPRODUCED"  # every requested seed ran to its final score, within the tolerance
+    NOT_REPRODUCED = "NOT_REPRODUCED"  # some seed's score lies outside the tolerance
+    INCOMPLETE = "INCOMPLETE"  # some seed produced no final score (stopped, crashed, refused)
+
+
+class ReproSeed(BaseModel):
+    """One seed: what the record claims beside what its code produced here."""
+
+    seed: int
+    status: str  # completed | failed | timed_out | train_cap | eval_cap | stopped_at_step | not_run
+    reason: str | None = None
+    claimed_bpb: float | None = None
+    claimed_loss: float | None = None
+    claimed_source: str | None = None  # "submission.json seed_results" | "train_seed42.log:613" | ...
+    reproduced_bpb: float | None = None
+    reproduced_loss: float | None = None
+    reproduced_label: str | None = None  # the final-metric label of the reproduced log
+    delta_bpb: float | None = None  # reproduced - claimed
+    within_tolerance: bool | None = None
+    claimed_artifact_bytes: int | None = None
+    reproduced_artifact_bytes: int | None = None  # as the reproduced log counts it
+    measured_artifact_bytes: int | None = None  # code bytes + the size of the model file it wrote
+    model_file: str | None = None
+    claimed_train_s: float | None = None
+    reproduced_train_s: float | None = None  # from the reproduced log
+    claimed_eval_s: float | None = None
+    reproduced_eval_s: float | None = None
+    outside_train_s: float | None = None  # measured by pgolf: start until the training-end marker
+    outside_eval_s: float | None = None  # training-end marker until the process ended
+    step: int | None = None  # partial reproductions: the step both logs report
+    log_file: str | None = None  # the reproduced log (under the output folder)
+
+
+class Reproduction(BaseModel):
+    """``pgolf reproduce``: the submission's own script at its own configuration, on real data."""
+
+    verdict: ReproVerdict
+    reason: str
+    partial: bool = False  # --scale-steps: compared at a step both logs report, not the final score
+    tolerance_bpb: float
+    tolerance_source: str  # how the tolerance was chosen
+    script: str
+    command: str  # what ran (launcher, nproc, script) and the environment it was given
+    nproc: int
+    data_dir: str
+    seeds: list[ReproSeed] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)  # the usual checks on the reproduced logs
+    hardware: dict[str, Any] = Field(default_factory=dict)  # GPUs, driver, torch, CUDA, CPU
+    sandbox: dict[str, str] = Field(default_factory=dict)  # isolation mechanisms in effect
+    caps_s: dict[str, float] = Field(default_factory=dict)  # train / eval caps enforced from outside
+    out_dir: str | None = None  # the reproduced logs and the sandbox's outputs
+
+
 class RecordAudit(BaseModel):
     path: str
     name: str
@@ -166,6 +220,7 @@ class RecordAudit(BaseModel):
     significance: Significance | None = None
     sources: list[dict[str, Any]] = Field(default_factory=list)  # unwrapped sources: file, chain, bytes
     rerun: dict[str, Any] | None = None  # dynamic rerun summary (runs, probes, trace), with --rerun
+    reproduction: Reproduction | None = None  # a full-configuration rerun compared with the claims
     error: str | None = None
     files: list[str] = Field(default_factory=list)  # the folder's top-level files (reports anchor folder findings)
 

@@ -81,7 +81,7 @@ def test_json_report_has_schema_version_and_evidence(tmp_path):
     rec = make_record(tmp_path, FIXTURES / "CLM001" / "flag_wrong_mean")
     proc = run("audit", str(rec), "-f", "json")
     report = json.loads(proc.stdout)
-    assert report["schema_version"] == "2.0"
+    assert report["schema_version"] == "2.1"
     (finding,) = [f for r in report["records"] for f in r["findings"] if f["rule_id"] == "CLM001"]
     assert finding["location"]["file"] == "submission.json"
     assert finding["location"]["line"] >= 1 and '"val_bpb"' in finding["location"]["snippet"]

@@ -223,3 +223,50 @@ def rerun_lines(summary: dict | None) -> list[str]:
         out.append("CPU adapter substitutions: " + "; ".join(
             f"{what}" + (f" (first at {where})" if where else "") for what, where in sorted(used.items())))
     return out
+
+
+REPRO_COLUMNS = ("seed", "status", "claimed val_bpb", "reproduced", "Δ", "within", "artifact claimed",
+                 "artifact reproduced", "train s (log/outside)", "eval s (log/outside)")
+
+
+def reproduction_rows(repro) -> list[tuple[str, ...]]:
+    """The per-seed table of a reproduction (text and Markdown render the same cells)."""
+
+    def num(v, fmt="{:.6f}"):
+        return fmt.format(v) if v is not None else "-"
+
+    def pair(a, b):
+        return f"{num(a, '{:.1f}')} / {num(b, '{:.1f}')}"
+
+    rows = []
+    for r in repro.seeds:
+        measured = r.measured_artifact_bytes if r.measured_artifact_bytes is not None else r.reproduced_artifact_bytes
+        within = "-" if r.within_tolerance is None else ("yes" if r.within_tolerance else "NO")
+        rows.append((str(r.seed) + (f" @step {r.step}" if r.step else ""), r.status, num(r.claimed_bpb),
+                     num(r.reproduced_bpb), num(r.delta_bpb, "{:+.6f}"), within,
+                     num(r.claimed_artifact_bytes, "{:,}"), num(measured, "{:,}"),
+                     pair(r.reproduced_train_s, r.outside_train_s), pair(r.reproduced_eval_s, r.outside_eval_s)))
+    return rows
+
+
+def reproduction_lines(repro) -> list[str]:
+    """A reproduction in a few lines besides its table: verdict, tolerance, what ran, where."""
+    if repro is None:
+        return []
+    hw = repro.hardware or {}
+    gpus = hw.get("gpus") or []
+    where = (f"{len(gpus)}x {gpus[0]}" if gpus else f"CPU ({hw.get('cpu') or '?'}, {hw.get('host_cpus')} cores)")
+    out = [f"{repro.verdict.value}{' (partial: step-matched)' if repro.partial else ''}: {repro.reason}",
+           f"tolerance ±{repro.tolerance_bpb:.4f} BPB ({repro.tolerance_source})",
+           f"ran: {repro.command}" if len(repro.command) < 400 else f"ran: ... {repro.command[-380:]}",
+           f"on {where}; torch {hw.get('torch', '?')}, CUDA {hw.get('cuda') or '-'}"
+           + (f", driver {hw['driver']}" if hw.get("driver") else "") + f"; data {repro.data_dir}",
+           "caps enforced from outside: " + ", ".join(f"{k} {v:.0f} s" for k, v in repro.caps_s.items())]
+    for r in repro.seeds:
+        if r.reason:
+            out.append(f"seed {r.seed}: {r.reason}")
+        if r.model_file:
+            out.append(f"seed {r.seed}: model file {r.model_file}; log {r.log_file}")
+    for f in repro.findings:
+        out.append(f"reproduced logs: {f.rule_id} {f.severity.value}: {f.message}")
+    return out

@@ -222,6 +222,12 @@ def _record(record: RecordAudit, detail: Detail) -> tuple[list[str], int]:
         out += ["", f"> **Audit error:** {text(record.error)}"]
     lines, dropped = _folded(record.findings, detail, decisive=detail.decisive)
     out += lines
+    if record.reproduction is not None:
+        repro = record.reproduction
+        out += ["", f"**Reproduction:** `{repro.verdict.value}`" + (" (partial)" if repro.partial else ""), ""]
+        out += [f"- {text(_clip_chars(r, 600))}" for r in common.reproduction_lines(repro)]
+        out += ["", "| " + " | ".join(common.REPRO_COLUMNS) + " |", "|" + "---|" * len(common.REPRO_COLUMNS)]
+        out += ["| " + " | ".join(text(c) for c in row) + " |" for row in common.reproduction_rows(repro)]
     rerun = common.rerun_lines(record.rerun)
     if rerun and detail.tables:
         out += ["", "<details><summary>Rerun</summary>", ""] + [f"- {text(_clip_chars(r, 600))}" for r in rerun]

@@ -107,6 +107,15 @@ def _record(record: RecordAudit) -> list:
     if rerun:
         parts.append(Text("Rerun", style="bold"))
         parts.extend(Text(f"  {line}") for line in rerun)
+    if record.reproduction is not None:
+        parts.append(Text("Reproduction", style="bold"))
+        parts.extend(Text(f"  {line}") for line in common.reproduction_lines(record.reproduction))
+        table = Table(box=box.SIMPLE_HEAD)
+        for col in common.REPRO_COLUMNS:
+            table.add_column(col)
+        for row in common.reproduction_rows(record.reproduction):
+            table.add_row(*row)
+        parts.append(table)
     parts.extend(_findings(record.findings))
     return parts
 

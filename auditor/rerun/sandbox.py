@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -77,10 +78,11 @@ class SandboxResult:
     notes: list[str] = field(default_factory=list)
     workspace_bytes: int = 0
     out_dir: str = ""
+    stopped: str | None = None  # why ``watch`` stopped the program
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.stopped
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -446,6 +448,8 @@ def run_sandboxed(
     out_fds: dict[str, str] | None = None,
     uid: int | None = DEFAULT_UID,
     require_isolation: bool = False,
+    ro_paths: list[str] | None = None,
+    watch: Callable[[Path], str | None] | None = None,
 ) -> SandboxResult:
     """Run ``argv`` with cwd ``workdir`` inside the sandbox and wait for it (or kill it).
 
@@ -453,6 +457,8 @@ def run_sandboxed(
     root and hands the program only the descriptor number (e.g. for the trace). ``out_dir``
     (default: a fresh temp dir) also gets stdout.txt, stderr.txt and the launcher spec.
     With ``require_isolation`` a missing namespace/uid layer raises instead of degrading.
+    ``ro_paths`` are host paths the program may read (a data folder); ``watch`` is called with the
+    stdout file while the program runs and stops it when it returns a reason (a phase over its cap).
     """
     limits = limits or SandboxLimits()
     workdir = Path(workdir).resolve()
@@ -529,7 +535,7 @@ def run_sandboxed(
         "in_mount_ns": view_ok,
         "seccomp": seccomp_ok,
         # the whole view: these read-only, the workspace writable (mount_view.py adds the system)
-        "ro_paths": keep_paths(interpreter_paths(argv[0])),
+        "ro_paths": keep_paths(interpreter_paths(argv[0])) + [str(Path(p).resolve()) for p in ro_paths or []],
         "rw_paths": [str(workdir)],
         "tmpfs_bytes": limits.tmpfs_bytes,
         "events_path": str(out_dir / SANDBOX_EVENTS),
@@ -567,6 +573,7 @@ def run_sandboxed(
                 out_dir=str(out_dir),
             )
         disk_full = False
+        stopped: str | None = None
         try:
             # the clock, and the workspace (a directory on the host's disk) watched while it runs
             deadline = t0 + limits.wall_seconds
@@ -581,6 +588,10 @@ def run_sandboxed(
                     if _tree_bytes(workdir) > limits.workspace_bytes:
                         disk_full = True
                         break
+                    if watch is not None:
+                        stopped = watch(stdout_path)
+                        if stopped:
+                            break
         finally:
             # The group, then whatever escaped it (setsid) through the cgroup; PID-namespace
             # teardown catches the rest once its PID 1 is gone.
@@ -618,6 +629,8 @@ def run_sandboxed(
     if disk_full:
         events.append({"event": "disk_limit", "target": f"{limits.workspace_bytes >> 20} MiB", "denied": True})
         notes.append(f"stopped: the workspace grew over {limits.workspace_bytes >> 20} MiB")
+    if stopped:
+        notes.append(f"stopped: {stopped}")
     if run_uid is not None:
         # the check that trusts neither the program nor the filter: what its uid owns on the host now
         after = host_entries_of(run_uid, [workdir, out_dir])
@@ -637,4 +650,5 @@ def run_sandboxed(
         notes=notes,
         workspace_bytes=_tree_bytes(workdir),
         out_dir=str(out_dir),
+        stopped=stopped,
     )
