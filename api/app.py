@@ -21,7 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.db import init_db, make_engine
 from api.jobs import JobRunner
 from api.metrics import Metrics
-from api.routers import audits, ops, rules
+from api.reproductions import ReproductionRunner
+from api.routers import audits, ops, reproductions, rules
 from api.security import BodyLimitMiddleware, TokenBucket
 from api.settings import Settings
 from auditor import __version__
@@ -65,15 +66,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sessions = init_db(engine)
     metrics = Metrics(sessions)
     runner = JobRunner(settings, sessions, metrics)
+    repro_runner = ReproductionRunner(settings, sessions, runner.node_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runner.start()
+        repro_runner.start()
         log.info("pgolf service up: %s, %d static workers, reruns %s", _safe_url(settings.db_url),
                  settings.workers, "via RQ" if settings.redis_url else "disabled")
         try:
             yield
         finally:
+            repro_runner.stop()
             runner.stop()
             engine.dispose()
 
@@ -88,9 +92,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.metrics = metrics
     app.state.runner = runner
+    app.state.reproductions = repro_runner
     app.state.rate_limiter = TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
     app.include_router(audits.router)
+    app.include_router(reproductions.router)
     app.include_router(rules.router)
     app.include_router(ops.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

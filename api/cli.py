@@ -37,6 +37,9 @@ def serve(
     allow_local_repos: Annotated[
         bool, typer.Option("--allow-local-repos", help="Accept file:// and path repositories (single-user setups).")
     ] = False,
+    repro_data_root: Annotated[
+        Path | None, typer.Option(help="Data folders reproductions may name, run here without a queue [PGOLF_REPRO_DATA_ROOT].")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the pgolf HTTP service (API, HTML reports, job engine)."""
@@ -49,7 +52,7 @@ def serve(
         settings = Settings.from_env(
             data_dir=data_dir, database_url=database_url, workers=workers, redis_url=redis_url,
             upstream=upstream, auth_required=False if no_auth else None,
-            allow_local_repos=True if allow_local_repos else None,
+            allow_local_repos=True if allow_local_repos else None, repro_data_root=repro_data_root,
         )
         if token_file is not None:
             settings = settings.with_tokens(parse_token_lines(token_file.read_text().splitlines()))
@@ -68,12 +71,14 @@ def worker(
         "redis://127.0.0.1:6379/0"
     ),
     queue: Annotated[
-        str, typer.Option(envvar="PGOLF_RERUN_QUEUE", help="Queue name (must match the service's).")
+        str, typer.Option(envvar="PGOLF_RERUN_QUEUE",
+                          help="Queue name(s), comma-separated: pgolf-rerun (tiny reruns), pgolf-reproduce "
+                               "(full-scale reproductions; set PGOLF_REPRO_DATA_ROOT on this host).")
     ] = "pgolf-rerun",
     burst: Annotated[bool, typer.Option("--burst", help="Exit when the queue is empty.")] = False,
     name: Annotated[str | None, typer.Option(help="Worker name shown in RQ (default: host+pid).")] = None,
 ) -> None:
-    """Run a rerun worker (on a GPU host): takes rerun jobs from the queue and runs them sandboxed."""
+    """Run a worker (on a GPU host): takes rerun / reproduction jobs from the queue(s), runs them sandboxed."""
     from redis import Redis
     from redis.exceptions import RedisError
     from rq import Queue, Worker
@@ -88,7 +93,8 @@ def worker(
         raise typer.Exit(4) from None
     # The default RQ worker forks a child per job: a crashing rerun cannot take the worker down.
     # JSON serializer, as the service enqueues: nothing on the queue is ever unpickled.
-    Worker([Queue(queue, connection=connection, serializer=JSONSerializer)], connection=connection,
+    queues = [Queue(q.strip(), connection=connection, serializer=JSONSerializer) for q in queue.split(",") if q.strip()]
+    Worker(queues, connection=connection,
            name=name, serializer=JSONSerializer).work(burst=burst)
 
 

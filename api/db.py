@@ -80,6 +80,33 @@ class Audit(Base):
     rerun_error: Mapped[str | None] = mapped_column(Text)
 
 
+class Reproduction(Base):
+    """A `pgolf reproduce` job: one record folder of a git commit, on a named data folder."""
+
+    __tablename__ = "reproductions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: "r" + uuid.uuid4().hex[:20])
+    # sha256 over (commit, record, data, options): the same request is the same reproduction
+    idem_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    repo: Mapped[str] = mapped_column(Text)
+    ref: Mapped[str] = mapped_column(Text)
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    commit: Mapped[str] = mapped_column(String(64))
+    record: Mapped[str] = mapped_column(Text)  # records/<track>/<folder> in that commit
+    data: Mapped[str] = mapped_column(String(200))  # a folder name under the data root
+    options_json: Mapped[str] = mapped_column(Text)
+    submitted_by: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(200))  # this node's id, or rq:<job id>
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verdict: Mapped[str | None] = mapped_column(String(16))  # REPRODUCED | NOT_REPRODUCED | INCOMPLETE
+    report_json: Mapped[str | None] = mapped_column(Text)  # exactly what `pgolf reproduce -f json` prints
+
+
 class Upload(Base):
     """An uploaded archive, kept in the database so any node (or a GPU worker's job) can read it."""
 

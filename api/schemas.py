@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from auditor.options import AuditOptions
+from auditor.options import AuditOptions, ReproduceOptions
 
 # A baseline is a leaderboard row / record folder *name*: never a path on the server.
 BASELINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+()-]{0,199}$")
@@ -138,3 +138,65 @@ class Health(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: Any
+
+
+RECORD_RE = re.compile(r"^records/[A-Za-z0-9_.+-]{1,100}/[A-Za-z0-9][A-Za-z0-9 _.,+()=-]{0,199}$")
+DATA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class ReproductionRequest(BaseModel):
+    """Reproduce one record folder of a git ref (``repo`` + ``ref``) or of PR ``pr`` of the upstream,
+    on a data folder of the server (``data``: its name under the data root, never a path)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"pr": 1493, "record": "records/track_10min_16mb/2026-04-08_SP8192_ParallelResid_ScoreFirstTTT",
+             "data": "fineweb_sp8192", "options": {"seeds": [42, 314, 999]}},
+        ]},
+    )
+
+    repo: str | None = Field(None, max_length=500, description="git URL (https); default: the upstream")
+    ref: str | None = Field(None, max_length=200, description="branch, tag, full ref or commit SHA")
+    pr: int | None = Field(None, ge=1, le=10_000_000, description="PR number: refs/pull/N/head of the upstream")
+    record: str = Field(..., max_length=320, description="the record folder in that commit: records/<track>/<folder>")
+    data: str = Field(..., max_length=100, description="a data folder name under the server's data root")
+    options: ReproduceOptions = Field(default_factory=ReproduceOptions)
+
+    @model_validator(mode="after")
+    def _check(self) -> ReproductionRequest:
+        if (self.pr is None) == (self.ref is None):
+            raise ValueError("give either `ref` (with `repo`) or `pr`")
+        if self.pr is None and self.repo is None:
+            raise ValueError("`ref` needs `repo` (a git URL)")
+        if not RECORD_RE.match(self.record) or ".." in self.record.split("/"):
+            raise ValueError("`record` must be records/<track>/<folder> inside the repository")
+        if not DATA_NAME_RE.match(self.data) or ".." in self.data:
+            raise ValueError("`data` must be the name of a data folder under the server's data root, not a path")
+        return self
+
+
+class ReproductionLinks(BaseModel):
+    self: str
+    json_report: str = Field(alias="json")
+    markdown: str
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ReproductionOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    source: Source
+    record: str
+    data: str
+    options: dict[str, Any]
+    submitted_by: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    verdict: str | None = Field(None, description="REPRODUCED, NOT_REPRODUCED or INCOMPLETE once done")
+    report: dict[str, Any] | None = Field(None, description="the audit report with its reproduction section")
+    links: ReproductionLinks

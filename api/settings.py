@@ -26,6 +26,13 @@ class Settings(BaseModel):
     # Reruns go to an RQ queue on this Redis; None = reruns are refused with a clear 422.
     redis_url: str | None = None
     rerun_queue: str = "pgolf-rerun"
+    # Reproductions (`POST /v1/reproductions`): the data folders a request may name live here (a
+    # request names one, never a path). With redis_url they go to this queue for `pgolf worker
+    # --queue pgolf-reproduce` on GPU hosts (whose own PGOLF_REPRO_DATA_ROOT holds the data);
+    # without it they run in this process, one at a time, on this machine's own devices.
+    repro_data_root: Path | None = None
+    reproduce_queue: str = "pgolf-reproduce"
+    repro_timeout_s: float = 6 * 3600.0
 
     # Where `{"pr": N}` is resolved (refs/pull/N/head) and which hosts a git URL may point at.
     upstream: str = DEFAULT_UPSTREAM
@@ -101,6 +108,8 @@ class Settings(BaseModel):
             "PGOLF_LS_REMOTE_TIMEOUT_S": "ls_remote_timeout_s", "PGOLF_STALE_AFTER_S": "stale_after_s",
             "PGOLF_HEARTBEAT_S": "heartbeat_s", "PGOLF_MAX_ATTEMPTS": "max_attempts",
             "PGOLF_WORKER_MEMORY_MB": "worker_memory_mb", "PGOLF_CACHE_DIR": "cache_dir",
+            "PGOLF_REPRO_DATA_ROOT": "repro_data_root", "PGOLF_REPRODUCE_QUEUE": "reproduce_queue",
+            "PGOLF_REPRO_TIMEOUT_S": "repro_timeout_s",
         }
         for var, field in simple.items():
             if env.get(var):

@@ -178,3 +178,31 @@ def run_rerun(payload: dict[str, Any]) -> list[dict[str, Any]]:
             dumped = outcome.model_dump(mode="json") if hasattr(outcome, "model_dump") else dict(vars(outcome))
             results.append({"record": rel, "result": dumped})
     return results
+
+
+def run_reproduction(payload: dict[str, Any]) -> dict[str, Any]:
+    """A reproduction job (``pgolf worker --queue pgolf-reproduce`` on a GPU host, or the service's
+    own reproduction process without a queue): fetch the commit, find the record folder, run
+    `pgolf reproduce` on the named data folder, and return the JSON report (what the CLI prints).
+
+    ``payload`` (JSON): repo, commit, record, data, options_json, and data_root (the service's, for
+    local runs; a queue worker uses its own PGOLF_REPRO_DATA_ROOT). Runs submission code (sandboxed).
+    """
+    from auditor import intake
+    from auditor.options import ReproduceOptions
+    from auditor.reproduce import ReproOptions, reproduce_report
+
+    root_dir = payload.get("data_root") or os.environ.get("PGOLF_REPRO_DATA_ROOT")
+    if not root_dir:
+        raise RuntimeError("this worker has no data root for reproductions (set PGOLF_REPRO_DATA_ROOT)")
+    data = Path(root_dir) / payload["data"]
+    if not data.is_dir():
+        raise FileNotFoundError(f"data folder {payload['data']!r} not found under this worker's data root")
+    options = ReproduceOptions.model_validate_json(payload["options_json"])
+    with tempfile.TemporaryDirectory(prefix="pgolf-repro-src-") as tmp:
+        root = intake.checkout_git(payload["repo"], payload["commit"], None, Path(tmp) / "git").path
+        folder = _record_folder(root, payload["record"], Path(payload["record"]).name)
+        if folder is None or not (root / payload["record"]).is_dir():
+            raise FileNotFoundError(f"record folder {payload['record']} not found in {payload['commit'][:12]}")
+        report = reproduce_report(folder, ReproOptions.from_options(options, data), options)
+    return report.model_dump(mode="json")

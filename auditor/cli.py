@@ -273,7 +273,7 @@ REPRO_EXIT = {"REPRODUCED": 0, "NOT_REPRODUCED": 1, "INCOMPLETE": 3}
 @app.command()
 def reproduce(
     record: Annotated[Path, typer.Argument(help="Record folder to reproduce at its own configuration.")],
-    data: Annotated[Path, typer.Option(help="Data folder: datasets/fineweb10B_sp<V>/ shards and tokenizers/.")],
+    data: Annotated[Path | None, typer.Option(help="Data folder: datasets/fineweb10B_sp<V>/ shards and tokenizers/.")] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the seeds of its logs).")] = None,
     nproc: Annotated[int | None, typer.Option(min=1, help="Processes per node (default: its README's).")] = None,
     tolerance: Annotated[str, typer.Option(help="auto (from the claimed seeds' spread) or a BPB value.")] = "auto",
@@ -285,25 +285,34 @@ def reproduce(
     env: Annotated[list[str] | None, typer.Option(help="Extra KEY=VALUE for the script (repeatable).")] = None,
     require_isolation: Annotated[bool, typer.Option(help="Refuse to run without namespaces/uid switch.")] = False,
     logs_dir: Annotated[Path | None, typer.Option("--logs-dir", help="Keep the reproduced logs here.")] = None,
+    from_logs: Annotated[Path | None, typer.Option("--from-logs", help="Run nothing: compare logs reproduced earlier (a --logs-dir) with the claims.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
 ) -> None:
     """Run a submission's own train_gpt.py at its real configuration on real data, per seed, and
     compare val_loss/val_bpb, artifact bytes and times with its claims. Exit 0 REPRODUCED,
     1 NOT_REPRODUCED, 3 INCOMPLETE, 2 refused (not enough GPUs), 4 bad input (data, record)."""
-    from auditor import report
-    from auditor.models import AuditReport
-    from auditor.reproduce import ReproOptions, reproduce_record
+    from pydantic import ValidationError
 
-    opts = ReproOptions(data_dir=data, seeds=_int_list(seeds, "--seeds"), nproc=nproc,
-                        tolerance=_tolerance(tolerance), reference=reference, scale_steps=scale_steps,
-                        train_cap_s=train_cap, eval_cap_s=eval_cap, setup_allowance_s=setup_allowance,
-                        extra_env=_env_pairs(env), require_isolation=require_isolation, out_dir=logs_dir)
-    if not data.is_dir():
+    from auditor import report
+    from auditor.options import ReproduceOptions
+    from auditor.reproduce import ReproOptions, reproduce_report
+
+    try:
+        options = ReproduceOptions(seeds=_int_list(seeds, "--seeds"), nproc=nproc, tolerance=_tolerance(tolerance),
+                                   reference=reference, scale_steps=scale_steps, train_cap_s=train_cap,
+                                   eval_cap_s=eval_cap, setup_allowance_s=setup_allowance)
+    except ValidationError as exc:
+        raise typer.BadParameter("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    if from_logs is None and data is None:
+        raise typer.BadParameter("give --data (the data folder to run on), or --from-logs to compare earlier logs")
+    if data is not None and not data.is_dir():
         raise PgolfError(f"data folder not found: {data}")
-    audit = reproduce_record(record, opts, progress=lambda what: err.print(f"reproducing {what} ...", highlight=False))
-    full = AuditReport(tool_version=__version__, generated_at=_now(), verdict=audit.verdict, records=[audit],
-                       options={"reproduce": {k: str(v) for k, v in vars(opts).items()}})
+    opts = ReproOptions.from_options(options, data, extra_env=_env_pairs(env), require_isolation=require_isolation,
+                                     out_dir=logs_dir, from_logs=from_logs)
+    full = reproduce_report(record, opts, options,
+                            progress=lambda what: err.print(f"reproducing {what} ...", highlight=False))
+    audit = full.records[0]
     render_opts = {"color": False} if fmt is Format.text and output is not None else {}
     _emit(report.render(full, fmt.value, **render_opts), output)
     raise typer.Exit(REPRO_EXIT[audit.reproduction.verdict.value])

@@ -193,6 +193,7 @@ class Reproduction(BaseModel):
     verdict: ReproVerdict
     reason: str
     partial: bool = False  # --scale-steps: compared at a step both logs report, not the final score
+    source: str = "run"  # "run": pgolf ran it; "logs: DIR": compared from logs reproduced earlier
     tolerance_bpb: float
     tolerance_source: str  # how the tolerance was chosen
     script: str

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from auditor.errors import ExitCode, PgolfError
 from auditor.models import Finding, RecordAudit, Reproduction, ReproSeed, ReproVerdict, Severity
+from auditor.options import ReproduceOptions
 
 # The tolerance floor: two runs of the same seed on the same hardware differ by a few 1e-4 BPB
 # (non-deterministic kernels, reduction order); a claim closer than this cannot be told apart.
@@ -51,7 +52,7 @@ SKIP_DIRS = {".pgolf", ".home", ".tmp", "logs", "data", "__pycache__"}
 
 @dataclass
 class ReproOptions:
-    data_dir: Path
+    data_dir: Path | None  # None only with from_logs
     seeds: list[int] | None = None  # default: the seeds of the record's logs
     nproc: int | None = None  # default: the README command's, else the GPUs the record ran on
     tolerance: float | None = None  # None: auto from the claimed seeds' spread
@@ -64,6 +65,18 @@ class ReproOptions:
     require_isolation: bool = False
     out_dir: Path | None = None  # where the reproduced logs are kept (default: a temp folder)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # compare logs reproduced earlier (`--logs-dir` of a run on a GPU host, or a reviewer's own
+    # torchrun) with the record's claims: nothing runs, so hardware and outside times are unknown
+    from_logs: Path | None = None
+
+    @classmethod
+    def from_options(cls, options: ReproduceOptions, data_dir: Path | None, **where) -> ReproOptions:
+        """The options a reproduction is asked for (CLI flags or the service's request) plus where
+        it runs (data folder, output folder, isolation): one path for both."""
+        return cls(data_dir=Path(data_dir) if data_dir is not None else None, seeds=list(options.seeds) if options.seeds else None,
+                   nproc=options.nproc, tolerance=options.tolerance, reference=options.reference,
+                   scale_steps=options.scale_steps, train_cap_s=options.train_cap_s,
+                   eval_cap_s=options.eval_cap_s, setup_allowance_s=options.setup_allowance_s, **where)
 
 
 @dataclass
@@ -103,6 +116,15 @@ def reproduce_record(record_path: Path, opts: ReproOptions, *, progress=None) ->
     audit = report.records[0]
     folder = Path(record_path).resolve()
 
+    if opts.from_logs is not None:
+        logs = Path(opts.from_logs).resolve()
+        if not logs.is_dir():
+            raise PgolfError(f"--from-logs: not a folder: {opts.from_logs}")
+        plan = _plan(folder, audit, opts)
+        runs = [_logged_run(logs, seed) for seed in plan.seeds]
+        audit.reproduction = _compare(folder, audit, plan, runs, opts, logs, {})
+        return audit
+
     data = check_data(Path(opts.data_dir), scan_tokens=False)
     if not data.ok:
         bad = data.problems + [f"{f.path}: {f.detail}" for f in data.files if not f.ok]
@@ -139,6 +161,20 @@ def _check_readable(data: Path) -> None:
                              f"world-readable (chmod -R o+rX {data}) or run pgolf as that user")
 
 
+def reproduce_report(record_path: Path, opts: ReproOptions, options: ReproduceOptions, *, progress=None):
+    """The whole `pgolf reproduce` result as an `AuditReport` (what the CLI prints with `-f json` and
+    the service stores): the record's audit with its reproduction section."""
+    from datetime import UTC, datetime
+
+    from auditor import __version__
+    from auditor.models import AuditReport
+
+    audit = reproduce_record(record_path, opts, progress=progress)
+    return AuditReport(tool_version=__version__, generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                       verdict=audit.verdict, records=[audit],
+                       options={"reproduce": options.model_dump(mode="json")})
+
+
 # --- planning -----------------------------------------------------------------------------------
 def _plan(folder: Path, audit: RecordAudit, opts: ReproOptions) -> _Plan:
     from auditor.parse.readme import parse_readme
@@ -161,11 +197,11 @@ def _plan(folder: Path, audit: RecordAudit, opts: ReproOptions) -> _Plan:
     if not seeds:
         raise PgolfError(f"{folder}: no seed to reproduce (the logs name none); give --seeds")
 
-    gpus_here = _gpu_count()
+    gpus_here = _gpu_count() if opts.from_logs is None else 0
     wanted = opts.nproc or next((c.nproc_per_node for c in commands if c.nproc_per_node), None)
     needed = wanted or _gpus_claimed(audit) or 1
     on_gpu_record = (_gpus_claimed(audit) or 0) > 0 or bool(wanted and wanted > 1)
-    if on_gpu_record and needed > max(gpus_here, 0):
+    if on_gpu_record and needed > max(gpus_here, 0) and opts.from_logs is None:
         if opts.scale_steps is None:
             raise PgolfError(
                 f"{folder.name} ran on {needed} GPU(s) ({audit.claimed.get('hardware') or 'per its README'}); "
@@ -189,7 +225,8 @@ def _plan(folder: Path, audit: RecordAudit, opts: ReproOptions) -> _Plan:
     env_by_seed = {}
     for seed in seeds:
         env = dict(readme.env_for_seed(seed)) if readme else {}
-        env.update(_data_env(env, Path(opts.data_dir).resolve()))  # the author's ./data/ -> --data
+        if opts.data_dir is not None:
+            env.update(_data_env(env, Path(opts.data_dir).resolve()))  # the author's ./data/ -> --data
         env.update(opts.extra_env)
         env["SEED"] = str(seed)
         env_by_seed[seed] = env
@@ -331,6 +368,23 @@ def _run_seed(folder: Path, plan: _Plan, seed: int, opts: ReproOptions, out_dir:
     return run, mechanisms
 
 
+def _logged_run(logs: Path, seed: int) -> _SeedRun:
+    """A seed's log in a folder of earlier reproductions: ``reproduce_seed<S>.log`` (what
+    `--logs-dir` keeps), else any ``*.log``/``*.txt`` whose own seed is ``seed``."""
+    from auditor.parse.logs import parse_log
+
+    path = logs / f"reproduce_seed{seed}.log"
+    if not path.is_file():
+        path = None
+        for cand in sorted(list(logs.glob("*.log")) + list(logs.glob("*.txt"))):
+            if cand.is_file() and parse_log(cand, cand.name).seed == seed:
+                path = cand
+                break
+    if path is None:
+        return _SeedRun(seed, "not_run", f"no log of seed {seed} in {logs}", None, None, None, None, None)
+    return _SeedRun(seed, "completed", None, path, None, None, None, None)
+
+
 class _PhaseWatch:
     """Reads the program's stdout while it runs: stops it when training outlasts its cap (with the
     setup allowance: the clock of the rules starts at the training loop), when evaluation outlasts
@@ -345,7 +399,7 @@ class _PhaseWatch:
         self.status = "completed"
         self.step_val: tuple[int, float, float] | None = None
         self._pos = 0
-        self._buf = ""
+        self._carry = ""  # a line the program has not finished writing yet
 
     def __call__(self, stdout: Path) -> str | None:
         now = time.monotonic()
@@ -358,7 +412,9 @@ class _PhaseWatch:
                 self._pos = f.tell()
         except OSError:
             chunk = ""
-        self._buf = (self._buf + chunk)[-(1 << 16):]
+        text = self._carry + chunk
+        cut = text.rfind("\n") + 1
+        chunk, self._carry = text[:cut], text[cut:][-(1 << 16):]  # whole lines only
         if self.train_end_at is None and TRAIN_END.search(chunk):
             self.train_end_at = now
         if self.target_step is not None:
@@ -566,8 +622,11 @@ def _compare(folder: Path, audit: RecordAudit, plan: _Plan, runs: list[_SeedRun]
     return Reproduction(
         verdict=verdict, reason=reason, partial=plan.target_step is not None, tolerance_bpb=tol,
         tolerance_source=tol_source, script=plan.script_rel if not opts.reference else f"reference: {plan.script}",
-        command=f"{env_shown} {command} {plan.script_rel}".strip(), nproc=plan.nproc, data_dir=str(opts.data_dir),
-        seeds=rows, findings=findings, hardware=hardware(), sandbox=sandbox,
+        command=f"{env_shown} {command} {plan.script_rel}".strip(), nproc=plan.nproc,
+        data_dir=str(opts.data_dir) if opts.data_dir is not None else "-",
+        seeds=rows, findings=findings, sandbox=sandbox,
+        hardware=hardware() if opts.from_logs is None else {"note": "not run by pgolf: compared from logs"},
+        source="run" if opts.from_logs is None else f"logs: {out_dir}",
         caps_s={"train": opts.train_cap_s, "eval": opts.eval_cap_s, "setup_allowance": opts.setup_allowance_s},
         out_dir=str(out_dir))
 
@@ -624,4 +683,4 @@ def _s(ms: float | None) -> float | None:
     return round(ms / 1000.0, 3) if ms is not None else None
 
 
-__all__ = ["ReproOptions", "hardware", "reproduce_record", "tolerance_for"]
+__all__ = ["ReproOptions", "hardware", "reproduce_record", "reproduce_report", "tolerance_for"]

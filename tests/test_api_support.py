@@ -219,14 +219,15 @@ class Server:
         self.stop()
 
 
-def wait_done(client: httpx.Client, audit_id: str, timeout: float = 120) -> dict:
+def wait_done(client: httpx.Client, job_id: str, timeout: float = 120, kind: str = "audits") -> dict:
+    """Poll ``/v1/<kind>/<id>`` (audits or reproductions) until the job is done or failed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = client.get(f"/v1/audits/{audit_id}").json()
+        body = client.get(f"/v1/{kind}/{job_id}").json()
         if body["status"] in ("done", "failed"):
             return body
         time.sleep(0.1)
-    raise AssertionError(f"audit {audit_id} did not finish in {timeout} s: {body}")
+    raise AssertionError(f"{kind} {job_id} did not finish in {timeout} s: {body}")
 
 
 def cli_json(args: list[str]) -> dict:

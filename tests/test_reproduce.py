@@ -85,7 +85,10 @@ def test_reproduction_renders_in_every_format(reproduced):
     assert data["records"][0]["reproduction"]["seeds"][0]["within_tolerance"] is True
 
 
-def test_edited_claim_is_not_reproduced(data_dir, tmp_path):
+def test_edited_claim_is_not_reproduced(reproduced, tmp_path):
+    """The record with its claimed val_bpb edited down by 0.01, compared with the logs the real run
+    above produced (`--from-logs`: the comparison is the same code, nothing runs twice)."""
+    _, logs = reproduced
     record = tmp_path / "records" / "track_non_record_16mb" / EXAMPLE.name
     shutil.copytree(EXAMPLE, record)
     sub = json.loads((record / "submission.json").read_text())
@@ -93,7 +96,7 @@ def test_edited_claim_is_not_reproduced(data_dir, tmp_path):
     sub["seed_results"]["1337"]["val_bpb"] = round(sub["seed_results"]["1337"]["val_bpb"] - 0.01, 8)
     (record / "submission.json").write_text(json.dumps(sub, indent=2))
     out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "auditor", "reproduce", str(record), "--data", str(data_dir),
+    proc = subprocess.run([sys.executable, "-m", "auditor", "reproduce", str(record), "--from-logs", str(logs),
                            "-f", "json", "-o", str(out)], check=False, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -103,6 +106,11 @@ def test_edited_claim_is_not_reproduced(data_dir, tmp_path):
     assert row["claimed_bpb"] == sub["seed_results"]["1337"]["val_bpb"]
     assert row["delta_bpb"] == pytest.approx(0.01, abs=0.0015) and row["within_tolerance"] is False
     assert "seed 1337" in repro["reason"] and "tolerance" in repro["reason"]
+    assert repro["source"] == f"logs: {logs.resolve()}" and repro["hardware"]["note"].startswith("not run")
+    # the record as shipped, against the same logs: reproduced
+    same = subprocess.run([sys.executable, "-m", "auditor", "reproduce", str(EXAMPLE), "--from-logs", str(logs)],
+                          check=False, capture_output=True, text=True, timeout=600)
+    assert same.returncode == 0, same.stdout[-2000:] + same.stderr[-2000:]
 
 
 def test_training_cap_is_enforced_from_outside(data_dir, tmp_path):
@@ -153,6 +161,10 @@ def test_cli_input_errors(tmp_path):
 
     missing = run(str(EXAMPLE), "--data", str(tmp_path / "nope"))
     assert missing.returncode == int(ExitCode.INPUT_ERROR) and "data folder not found" in missing.stderr
+    neither = run(str(EXAMPLE))
+    assert neither.returncode == int(ExitCode.USAGE) and "--from-logs" in neither.stderr
+    empty = run(str(EXAMPLE), "--from-logs", str(tmp_path))
+    assert empty.returncode == 3  # INCOMPLETE: no log of seed 1337 there
     bad = run(str(EXAMPLE), "--data", str(tmp_path), "--tolerance", "tight")
     assert bad.returncode == int(ExitCode.USAGE)
     seeds = run(str(EXAMPLE), "--data", str(tmp_path), "--seeds", "a,b")
@@ -182,8 +194,11 @@ def test_phase_watch_stops_a_partial_run_at_its_step(tmp_path):
     out.write_text("1/100 train_loss: 6.0\n")
     watch = _PhaseWatch(ReproOptions(data_dir=tmp_path), target_step=50)
     assert watch(out) is None
+    with out.open("a") as f:  # the step line arrives in two writes: only whole lines count
+        f.write("step:25/100 val_loss:4.1000 val_bpb:2.0000\nstep:50/100 val_loss:3.5")
+    assert watch(out) is None
     with out.open("a") as f:
-        f.write("step:25/100 val_loss:4.1000 val_bpb:2.0000\nstep:50/100 val_loss:3.5000 val_bpb:1.7000\n")
+        f.write("000 val_bpb:1.7000\n")
     reason = watch(out)
     assert reason and "step 50" in reason and watch.status == "stopped_at_step"
     assert watch.step_val == (50, 3.5, 1.7)
@@ -211,3 +226,19 @@ def test_private_data_folder_is_refused_with_the_fix(data_dir, tmp_path):
     private.chmod(0o700)
     with pytest.raises(PgolfError, match=r"not readable by the sandbox's unprivileged user.*chmod -R o\+rX"):
         reproduce_record(EXAMPLE, ReproOptions(data_dir=private, out_dir=tmp_path / "logs"))
+
+
+def test_reference_flag_runs_the_bundled_reference_script(data_dir):
+    """--reference: the reference stack's own single-file script replaces the record's."""
+    from auditor.options import AuditOptions
+    from auditor.pipeline import audit_paths
+    from auditor.reproduce import ReproOptions, _plan
+    from reference_impl.bundle import build_script
+
+    audit = audit_paths([EXAMPLE], AuditOptions(static=False)).records[0]
+    plan = _plan(EXAMPLE, audit, ReproOptions(data_dir=data_dir, reference=True))
+    assert plan.script.parent != EXAMPLE and plan.script.read_text() == build_script("record")
+    assert plan.seeds == [1337] and plan.nproc == 1
+    env = plan.env_by_seed[1337]
+    assert env["SEED"] == "1337" and env["DATA_DIR"] == str(data_dir.resolve()) + "/"
+    assert env["TOKENIZER_PATH"].startswith(str(data_dir.resolve()))

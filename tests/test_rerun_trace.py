@@ -18,6 +18,10 @@ MODES = {
     "min_of_two": ("trace",),
     "torch_cache": ("trace",),
     "target_ratio": ("trace", "gibbs", "norm"),
+    "masked_rows_ttt": ("trace",),
+    "unmasked_rows_ttt": ("trace",),
+    "scratch_warmup": ("trace",),
+    "scratch_kept": ("trace",),
 }
 
 
@@ -108,5 +112,31 @@ def test_findings_are_dynamic_proof_with_serializable_summary(results):
 
     for r in results.values():
         for f in r.findings:
-            assert f.origin == "dynamic" and f.confidence.value == "proof"
+            # proof, except the one that says it has none: an update of parameters discarded before scoring
+            discarded = f.data.get("kind") == "c3_update_discarded"
+            assert f.origin == "dynamic" and f.confidence.value == ("heuristic" if discarded else "proof")
         json.dumps(r.model_dump(mode="json"))  # the API stores it as JSON
+
+
+def test_rows_weighted_zero_in_a_ttt_loss_are_not_used(results):
+    """``(loss.mean(-1) * active).sum().backward()``: the rows an exact 0 weight removes carry no
+    gradient, so training on a batch that pads with a later (unscored) block is score-first; the
+    same batch with weight 1 trains on the block before scoring it (C3)."""
+    masked = results["masked_rows_ttt"]
+    assert masked.status == "ok" and "DYN301" not in rule_ids(masked, None), describe(masked)
+    assert not _reported(masked)["violations"]
+    unmasked = results["unmasked_rows_ttt"]
+    assert "DYN301" in rule_ids(unmasked, "error"), describe(unmasked)
+    (finding,) = [f for f in unmasked.findings if f.rule_id == "DYN301"]
+    assert "optimizer step" in finding.message
+
+
+def test_an_update_of_discarded_parameters_is_a_warning_not_a_proof(results):
+    """A scratch optimizer stepped on unscored validation tokens and thrown away before scoring (a
+    compile warm-up): the update is reported, as a warning that says why; kept and used, it is C3."""
+    warm = results["scratch_warmup"]
+    (finding,) = [f for f in warm.findings if f.rule_id == "DYN301"]
+    assert finding.severity.value == "warning" and finding.confidence.value == "heuristic", describe(warm)
+    assert "discarded at event" in finding.message and "reviewer should check" in finding.message
+    kept = results["scratch_kept"]
+    assert "DYN301" in rule_ids(kept, "error"), describe(kept)

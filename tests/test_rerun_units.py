@@ -277,3 +277,20 @@ def test_dynamic_rules_are_proof_and_documented():
         rule = rules.get(rid)
         assert rule.condition == cond and rule.confidence == Confidence.PROOF and rule.severity == Severity.ERROR
     assert rules.get("DYN900").severity == Severity.WARNING
+
+
+def test_the_rerun_runs_the_readme_commands_configuration(tmp_path):
+    """The submitted configuration is the README's training command: its presets and feature
+    switches (an n-gram evaluation turned on there) travel into the rerun; what the harness owns
+    (data paths, vocabulary, devices, threads, launcher variables, absolute paths) does not."""
+    from auditor.rerun.workspace import submitted_env
+
+    (tmp_path / "README.md").write_text(
+        "# x\n\n```bash\nNGRAM_TWO_PASS_ENABLED=1 MODEL_PRESET=frontier_lean SEED=1337 RUN=$SEED \\\n"
+        "DATA_PATH=./data/datasets/fineweb10B_sp8192 VOCAB_SIZE=8192 CUDA_VISIBLE_DEVICES=0,1 "
+        "OMP_NUM_THREADS=8 NCCL_IB_DISABLE=1 TORCHINDUCTOR_CACHE_DIR=/scratch/x CKPT=/workspace/m.pt "
+        "DATASETS_DIR=./datasets/fineweb10B_sp8192_caseops \\\n"
+        "torchrun --standalone --nproc_per_node=8 train_gpt.py\n```\n")
+    env = submitted_env(tmp_path)
+    assert env == {"NGRAM_TWO_PASS_ENABLED": "1", "MODEL_PRESET": "frontier_lean", "SEED": "1337"}
+    assert submitted_env(tmp_path / "nowhere") == {}

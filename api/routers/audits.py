@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from api import html
 from api.archive import ArchiveError, sniff_format
 from api.db import DONE, FAILED, QUEUED, RUNNING, Audit, Upload
+from api.routers import load_or_404
 from api.schemas import AuditList, AuditOut, AuditRequest, AuditSummary, ErrorOut, Links, RerunState, Source
 from api.security import caller_for_post
 from api.sources import SourceError, check_ref, check_repo, resolve_commit
@@ -205,11 +206,7 @@ def list_audits(request: Request, limit: int = Query(50, ge=1, le=500),
 
 
 def load(request: Request, audit_id: str) -> Audit:
-    with request.app.state.sessions() as s:
-        job = s.get(Audit, audit_id[:64])
-    if job is None:
-        raise HTTPException(404, detail=f"no audit {audit_id!r}")
-    return job
+    return load_or_404(request, Audit, audit_id, "audit")
 
 
 @router.get("/v1/audits/{audit_id}", response_model=AuditOut, responses=NOT_FOUND)

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditor.findings import finding
-from auditor.models import Finding, Location, Severity
+from auditor.models import Confidence, Finding, Location, Severity
 from auditor.rerun import probes as P
 from auditor.rerun import synthetic
 from auditor.rerun.sandbox import DEFAULT_UID, SandboxLimits, SandboxResult, run_sandboxed
@@ -40,6 +40,7 @@ from auditor.rerun.workspace import (
     WorkspaceError,
     build_workspace,
     inspect_script,
+    submitted_env,
     tiny_overrides,
 )
 
@@ -78,6 +79,7 @@ class RerunOptions(BaseModel):
     tiny_model: bool = False  # also shrink NUM_LAYERS/MODEL_DIM/... (only names the script reads)
     bucket_override: int | None = 256  # *BUCKETS* env vars with a positive default (hash tables) -> this
     env: dict[str, str] = Field(default_factory=dict)  # extra env, applied last
+    readme_env: bool = True  # run the README command's environment (the submitted configuration) under the tiny overrides
     seed: int = 0
     alpha: float = Field(P.DEFAULT_ALPHA, gt=0, lt=0.5)
     norm_alternatives: int = Field(4, ge=1, le=64)
@@ -289,15 +291,17 @@ def _loc(info: ScriptInfo, where: dict | None, role: str | None = None) -> Locat
 
 
 def _violation_finding(info: ScriptInfo, la: LineAnalysis, v: Violation) -> Finding:
-    rule = {"c3_update": "DYN301", "c3_write": "DYN301", "c4_multiple": "DYN401", "c4_alternative": "DYN401",
-            "c4_missing": "DYN401", "norm_unnormalized": "DYN201"}[v.kind]
-    severity = None
-    if v.kind == "c4_missing" or not la.reported:
+    rule = {"c3_update": "DYN301", "c3_update_discarded": "DYN301", "c3_write": "DYN301", "c4_multiple": "DYN401",
+            "c4_alternative": "DYN401", "c4_missing": "DYN401", "norm_unnormalized": "DYN201"}[v.kind]
+    severity = confidence = None
+    if v.kind in ("c4_missing", "c3_update_discarded") or not la.reported:
         severity = Severity.WARNING
+    if v.kind == "c3_update_discarded":
+        confidence = Confidence.HEURISTIC  # the update proven; that it changed nothing is not
     where = "the reported score" if la.reported else "an evaluation that is not the reported score"
     path = [loc for loc in (_loc(info, r, r.get("role")) for r in v.related) if loc is not None]
     return finding(rule, f"trace: {v.message} [{where}]", location=_loc(info, v.where, "sink"), path=path,
-                   severity=severity, origin="dynamic",
+                   severity=severity, confidence=confidence, origin="dynamic",
                    data={"label": la.label, "kind": v.kind, "event": v.seq, "positions": v.positions,
                          "count": v.count, "attribution": la.attribution, "reported": la.reported})
 
@@ -339,9 +343,11 @@ def _guard_findings(info: ScriptInfo, runs: list[RunOutcome], max_processes: int
                                    data={"event": "process_limit", "run": run.name, **cg}))
         if cg.get("oom_kills", 0) > 0 or cg.get("memory_failcnt", 0) > 0 or "MemoryError" in sb.stderr or \
                 "Cannot allocate memory" in sb.stderr or "bad_alloc" in sb.stderr:
+            # the tiny run needed more than the sandbox allows: a rerun that could not finish, not a
+            # violation (what the script would use at its own scale is not known from here)
             out.append(finding("DYN501", f"sandbox: run '{run.name}' ran into the memory limit and was stopped "
-                               f"(peak {cg.get('memory_peak', 0) >> 20} MiB)", origin="dynamic",
-                               data={"event": "memory_limit", "run": run.name, **cg}))
+                               f"(peak {cg.get('memory_peak', 0) >> 20} MiB)", severity=Severity.WARNING,
+                               origin="dynamic", data={"event": "memory_limit", "run": run.name, **cg}))
         if sb.timed_out:
             out.append(finding("DYN501", f"sandbox: run '{run.name}' did not finish within {sb.wall_seconds:.0f} s "
                                "and was killed with its whole process tree", severity=Severity.WARNING,
@@ -441,8 +447,12 @@ def rerun_record(folder: Path, options: Any = None) -> RerunResult:
         support = synthetic.default_support(vocab, min(opts.support_size, vocab - 6), seed=opts.seed)
     except ValueError as exc:
         return _failed(folder, f"cannot build synthetic data: {exc}", summary)
-    overrides = tiny_overrides(info, iterations=opts.iterations, seq_len=opts.seq_len, vocab_size=vocab,
-                               tiny_model=opts.tiny_model, device=opts.device)
+    # the submitted configuration (the README command's environment), scaled down by the tiny overrides
+    submitted = submitted_env(folder) if opts.readme_env else {}
+    overrides = {**submitted, **tiny_overrides(info, iterations=opts.iterations, seq_len=opts.seq_len,
+                                               vocab_size=vocab, tiny_model=opts.tiny_model, device=opts.device,
+                                               submitted=submitted)}
+    summary["readme_env"] = submitted
     if opts.bucket_override:
         for name, default in info.env_defaults.items():
             if "BUCKET" in name and default and default.isdigit() and int(default) > 0:

@@ -62,6 +62,8 @@ class Trace:
     updates: list[dict] = field(default_factory=list)
     writes: dict[int, dict] = field(default_factory=dict)
     used_writes: dict[int, int] = field(default_factory=dict)  # write id -> seq of first score reading it
+    # update seq -> seq at which nothing in Python held its parameters any more (a scratch optimizer)
+    discarded: dict[int, dict] = field(default_factory=dict)
     probes: dict[int, list[dict]] = field(default_factory=dict)  # score id -> probe records
     lines: list[dict] = field(default_factory=list)
     started: bool = False
@@ -106,6 +108,9 @@ def load_trace(path: Path, max_events: int = 5_000_000) -> Trace:
                 tr.backwards[ev["id"]] = ev
             elif kind == "update":
                 tr.updates.append(ev)
+            elif kind == "discarded":
+                for u in ev.get("updates", []):
+                    tr.discarded[u] = ev
             elif kind == "write":
                 tr.writes[ev["id"]] = ev
             elif kind == "probe":
@@ -138,7 +143,7 @@ def ranges(positions: np.ndarray, limit: int = 8) -> str:
 
 @dataclass
 class Violation:
-    kind: str  # c3_update | c3_write | c4_multiple | c4_alternative | c4_missing | norm_unnormalized
+    kind: str  # c3_update | c3_update_discarded | c3_write | c4_multiple | c4_alternative | c4_missing | norm_unnormalized
     message: str
     seq: int | None = None
     positions: str = ""
@@ -372,7 +377,7 @@ def _check_c3(tr: Trace, la: LineAnalysis, is_initial: np.ndarray) -> None:
         if w is not None:
             candidates.append((dict(w, kind="cache_write", first_read=first_read), "c3_write"))
     reported_lo = int(commit[commit >= 0].min()) if (commit >= 0).any() else None
-    found: dict[str, list] = {"c3_update": [], "c3_write": []}
+    found: dict[str, list] = {"c3_update": [], "c3_update_discarded": [], "c3_write": []}
     for u, kind in candidates:
         if la.seq is not None and u["seq"] > la.seq:
             continue  # after this evaluation finished: cannot have influenced it
@@ -384,6 +389,9 @@ def _check_c3(tr: Trace, la: LineAnalysis, is_initial: np.ndarray) -> None:
         c = commit[used] if len(commit) else np.full(used.shape, -1)
         bad = used[~init & ((c < 0) | (c > u["seq"]))]
         if bad.size:
+            gone = tr.discarded.get(u["seq"]) if kind == "c3_update" else None
+            if gone is not None and reported_lo is not None and gone["seq"] < reported_lo:
+                kind = "c3_update_discarded"  # its parameters were thrown away before this number began
             found[kind].append((u, bad))
     for kind, items in found.items():
         if not items:
@@ -408,6 +416,13 @@ def _check_c3(tr: Trace, la: LineAnalysis, is_initial: np.ndarray) -> None:
                f"at event {u['seq']} used {bad.size} unscored positions ({never} never scored in this number)")
         if reported_lo is not None:
             msg += f"; this evaluation's first committed score is event {reported_lo}"
+        if kind == "c3_update_discarded":
+            gone = tr.discarded[u["seq"]]
+            msg += (f". Its parameters ({gone.get('params', '?')} tensors, {gone.get('numel', '?'):,} values) were "
+                    f"discarded at event {gone['seq']}, before that first score: no module, optimizer or variable "
+                    f"held them (a scratch warm-up optimizer?), so they computed none of its scores; pgolf does not "
+                    f"follow their values further, and a copy made before (merged into the model, saved to a file) "
+                    f"would not show: a reviewer should check that nothing of them is kept")
         la.violations.append(Violation(kind, msg, seq=u["seq"], positions=ranges(all_bad), count=int(all_bad.size),
                                        where=_where(u), related=related))
 

@@ -93,7 +93,7 @@ TINY_MODEL_ENV = {
 # with it. Counts (…_N, FREEZE_BLOCKS, DEPTH) scale by L/D, indices by (L-1)/(D-1); negatives
 # (-1 = off) and non-integer defaults are left alone.
 LAYER_KNOB = re.compile(r"(LAYER|LOOP_START|LOOP_END|XSA_LAST_N|FREEZE_BLOCKS|EFFECTIVE_DEPTH)")
-LAYER_KNOB_NOT = re.compile(r"(^NUM_LAYERS$|_AT$|_STEPS?$|_IS_|_SIZE$|_RANK$|^INT\d|^N_INT)")
+LAYER_KNOB_NOT = re.compile(r"(^NUM_LAYERS$|_AT$|_STEPS?$|_IS_|_SIZE$|_RANK$|^INT\d|^N_INT|^(DISABLE|ENABLE|USE)_)")
 LAYER_COUNT = re.compile(r"(_N$|FREEZE_BLOCKS|DEPTH)")
 
 
@@ -344,6 +344,38 @@ class Workspace:
     notes: list[str] = field(default_factory=list)
 
 
+# Environment the harness owns whatever the README's command says: where the data is, the
+# tokenizer and vocabulary of the synthetic data, devices, threads, the launcher's variables.
+HARNESS_OWNED_ENV = {"DATA_PATH", "DATA_DIR", "TOKENIZER_PATH", "VOCAB_SIZE", "RUN_ID", "PYTHONPATH", "PATH",
+                     "HOME", "TMPDIR", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK",
+                     "LOCAL_WORLD_SIZE", "NPROC_PER_NODE", "NPROC", "NGPUS", "NUM_GPUS"}
+HARNESS_OWNED_PREFIXES = ("CUDA_", "NCCL_", "TORCH", "PYTORCH_", "TRITON_", "OMP_", "MKL_", "OPENBLAS_", "PGOLF_")
+
+
+def submitted_env(folder: Path) -> dict[str, str]:
+    """The environment of the README's training command (the submitted configuration: presets,
+    feature switches such as an n-gram evaluation turned on there), minus what the harness owns.
+    The tiny-scale overrides are applied on top of it."""
+    from auditor.parse.readme import parse_readme
+
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return {}
+    try:
+        env = parse_readme(readme, "README.md").env_for_seed(None)
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for key, value in env.items():
+        # a path (``./datasets/...``, ``/workspace/...``) names the author's machine; the harness
+        # owns where things are
+        # (and ``$SEED``: a shell variable of the author's loop, not a value)
+        if key in HARNESS_OWNED_ENV or key.startswith(HARNESS_OWNED_PREFIXES) or any(c in value for c in "/\\$`"):
+            continue
+        out[key] = value
+    return out
+
+
 def _copy_record(src: Path, dst: Path) -> None:
     total = 0
     for p in src.rglob("*"):
@@ -359,8 +391,13 @@ def _copy_record(src: Path, dst: Path) -> None:
 
 
 def tiny_overrides(
-    info: ScriptInfo, *, iterations: int, seq_len: int, vocab_size: int, tiny_model: bool, device: str
+    info: ScriptInfo, *, iterations: int, seq_len: int, vocab_size: int, tiny_model: bool, device: str,
+    submitted: dict[str, str] | None = None,
 ) -> dict[str, str]:
+    """The tiny-scale environment. ``submitted`` (the README command's) counts as the script's
+    defaults where it sets them: its layer indices are scaled with the depth, its CUDA-only
+    switches turned off, like the script's own."""
+    defaults = {**info.env_defaults, **(submitted or {})}
     values = {
         "iterations": iterations,
         "warmdown": max(1, iterations // 4),
@@ -376,9 +413,9 @@ def tiny_overrides(
     env = {k: v.format(**values) for k, v in TINY_ENV.items() if info.reads(k)}
     if tiny_model:
         env.update({k: v for k, v in TINY_MODEL_ENV.items() if info.reads(k)})
-        full = info.env_defaults.get("NUM_LAYERS")
+        full = defaults.get("NUM_LAYERS")
         if "NUM_LAYERS" in env and full and full.isdigit() and int(full) > int(env["NUM_LAYERS"]):
-            for name, default in info.env_defaults.items():
+            for name, default in defaults.items():
                 if default and LAYER_KNOB.search(name) and not LAYER_KNOB_NOT.search(name) and name not in env:
                     scaled = _scaled_layer_knob(name, default, int(full), int(env["NUM_LAYERS"]))
                     if scaled is not None and scaled != default:
@@ -388,7 +425,7 @@ def tiny_overrides(
     if info.reads("DEVICE"):
         env["DEVICE"] = device
     if device == "cpu":
-        for name, default in info.env_defaults.items():
+        for name, default in defaults.items():
             if CUDA_ONLY_SWITCH.search(name) and default in TRUE_TEXT and name not in env:
                 env[name] = "0"
     return env

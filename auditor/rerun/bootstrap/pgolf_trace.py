@@ -163,18 +163,33 @@ class Prov:
     sev     int64 tensor (scores only): the score event that produced each element
     mult    int64 tensor (scores only, None = 1): how many scores each element combines
     contrib chunks (reduced scores) this value contains
+    rows    int64 tensor shaped like the data (None: not a row-wise reduction): the chunk id each
+            element holds (-1: none), for scores reduced along one dimension (``loss.mean(-1)``
+            per document), so that a 0/1 weight on those rows drops exactly the rows it zeroes
     parents Provs this value was mixed from (for the coarse influence set, computed lazily)
     marks   ids of cache writes whose data influenced this value
     bw      backward ids whose gradients this value carries
     """
 
-    __slots__ = ("_coarse", "_mixed", "bw", "contrib", "marks", "mult", "parents", "pos", "sev")
+    __slots__ = ("_coarse", "_contrib", "_mixed", "_row_c", "bw", "marks", "mult", "parents", "pos", "rows", "sev")
 
-    def __init__(self, pos=None, sev=None, mult=None, contrib=None, parents=(), marks=_NONE, bw=_NONE):
+    def __init__(self, pos=None, sev=None, mult=None, contrib=None, parents=(), marks=_NONE, bw=_NONE, rows=None):
         self.pos, self.sev, self.mult = pos, sev, mult
-        self.contrib, self.parents, self.marks, self.bw = contrib, parents, marks, bw
+        self._contrib, self.parents, self.marks, self.bw = contrib, parents, marks, bw
+        self.rows = rows
+        self._row_c = None
         self._coarse = None
         self._mixed = None
+
+    @property
+    def contrib(self):
+        """Chunks this value holds: its own, plus every row a row-wise reduction still holds (so
+        whatever reads ``contrib`` - a use, a backward, a float - sees the rows)."""
+        if self.rows is None:
+            return self._contrib
+        if self._row_c is None:
+            self._row_c = c_union(self._contrib, _row_contrib(self.rows))
+        return self._row_c
 
     @property
     def is_score(self) -> bool:
@@ -182,7 +197,7 @@ class Prov:
 
     def mixed(self) -> Prov:
         """Provenance of a value computed from this one by an op that does not keep elements."""
-        if self.pos is None and self.sev is None:
+        if self.pos is None and self.sev is None and self.rows is None:
             return self
         if self._mixed is None:
             contrib = self.contrib
@@ -215,6 +230,7 @@ class Prov:
         return (
             self.pos is None
             and self.sev is None
+            and self.rows is None
             and self.contrib is None
             and not self.parents
             and not self.marks
@@ -315,6 +331,50 @@ def _chunk_from(prov: Prov, values, op: str) -> Contrib:
     rec.update(_origin())
     _emit(rec)
     return Contrib(chunk=cid)
+
+
+def _row_contrib(rows) -> Contrib | None:
+    """The chunks a row-wise reduction still holds (rows set to -1 were dropped by a 0 weight)."""
+    if rows is None:
+        return None
+    out = None
+    for cid in np.unique(rows.reshape(-1).numpy()):
+        if cid >= 0:
+            out = c_union(out, Contrib(chunk=int(cid)))
+    return out
+
+
+MAX_ROW_CHUNKS = 4096  # more rows than this: one chunk for the whole reduction, as before
+
+
+def _row_chunks(prov: Prov, values, dim: int, out_shape, op: str):
+    """Scores reduced along ``dim``: one chunk per output element (``per_doc = nll.mean(-1)``),
+    returned as the ``rows`` map shaped like the output; None when the shapes do not line up."""
+    pos = prov.pos
+    if pos.dim() == 0:
+        return None
+    d = dim % pos.dim()
+    moved = pos.movedim(d, -1)
+    length = moved.shape[-1]
+    n_rows = moved.numel() // max(length, 1)
+    if n_rows > MAX_ROW_CHUNKS or n_rows != int(np.prod(out_shape, dtype=np.int64)):
+        return None
+    p_rows = moved.reshape(n_rows, length)
+    s_rows = prov.sev.movedim(d, -1).reshape(n_rows, length)
+    m_rows = prov.mult.movedim(d, -1).reshape(n_rows, length) if prov.mult is not None else None
+    v_rows = None
+    if values is not None:
+        try:
+            v_rows = np.moveaxis(np.asarray(values).reshape(tuple(pos.shape)), d, -1).reshape(n_rows, length)
+        except ValueError:
+            v_rows = None
+    rows = torch.full((n_rows,), -1, dtype=torch.int64)
+    for r in range(n_rows):
+        if not bool((p_rows[r] >= 0).any()):
+            continue
+        sub = Prov(pos=p_rows[r], sev=s_rows[r], mult=m_rows[r] if m_rows is not None else None)
+        rows[r] = _chunk_from(sub, v_rows[r] if v_rows is not None else None, op).chunk
+    return rows.reshape(tuple(out_shape))
 
 
 def _values_of(data) -> np.ndarray | None:
@@ -724,6 +784,9 @@ def _elem_prov(name: str, args, kwargs, shape) -> Prov | None:
         return None
     tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
     withpos = [a for a in tensors if _field(a, "pos") is not None]
+    rowed = [a for a in tensors if _field(a, "rows") is not None]
+    if not withpos and len(rowed) == 1:
+        return _rows_elem_prov(name, args, tensors, rowed[0], provs, shape)
     if not withpos:
         return _merge(provs)
     scores = [a for a in withpos if a._pg.is_score]
@@ -790,6 +853,56 @@ def _elem_prov(name: str, args, kwargs, shape) -> Prov | None:
     )
 
 
+def _zero_weight(name: str, args, tensors, carrier, shape):
+    """Elements a mask zeroes: a 0/1 or bool multiplier (not the carrier), a masked_fill mask, or
+    the branch of ``where`` not taken. None when the op weights nothing away."""
+    try:
+        if name in ("mul", "__mul__", "__rmul__", "mul_", "__imul__"):
+            dropped = None
+            for a in tensors:
+                if a is carrier:
+                    continue
+                with _DISABLE():
+                    m = a.detach().cpu()
+                z = (~m.to(torch.bool)) if m.dtype == torch.bool else (m == 0)
+                z = z.broadcast_to(shape)
+                dropped = z if dropped is None else dropped | z
+            return dropped
+        if name in ("masked_fill", "masked_fill_") and len(args) >= 2 and isinstance(args[1], torch.Tensor):
+            with _DISABLE():
+                return args[1].detach().cpu().to(torch.bool).broadcast_to(shape)
+        if name == "where" and len(args) >= 3 and isinstance(args[0], torch.Tensor):
+            with _DISABLE():
+                cond = args[0].detach().cpu().to(torch.bool).broadcast_to(shape)
+            if args[1] is carrier and args[2] is not carrier:
+                return ~cond
+            if args[2] is carrier and args[1] is not carrier:
+                return cond
+    except RuntimeError:
+        return None
+    return None
+
+
+def _rows_elem_prov(name: str, args, tensors, carrier, provs, shape) -> Prov | None:
+    """An element-wise op on a row-wise reduction (and on plain values): each element keeps its
+    row's chunk; a row an exact 0 weight (or mask) removes is dropped, since no gradient and no
+    value of it survives (``(per_doc * active).sum().backward()`` trains on the active rows only)."""
+    base = carrier._pg
+    try:
+        rows = base.rows.broadcast_to(shape).clone()
+    except RuntimeError:
+        return _merge(provs)
+    dropped = _zero_weight(name, args, tensors, carrier, shape)
+    if dropped is not None:
+        rows[dropped] = -1
+    others = [p for p in provs if p is not base]
+    contrib = base._contrib  # the rows travel in ``rows``, minus the dropped ones
+    for p in others:
+        contrib = c_union(contrib, p.mixed().contrib)
+    return Prov(rows=rows, contrib=contrib, marks=_union([p.marks for p in provs]),
+                bw=_union([p.bw for p in provs]), parents=base.parents + tuple(p.mixed() for p in others))
+
+
 def _h_elemwise(func, args, kwargs):
     with _DISABLE():
         out = func(*args, **kwargs)
@@ -806,6 +919,17 @@ def _h_reduce(func, args, kwargs):
     sp = getattr(src, "_pg", None)
     if sp is None or not sp.is_score:
         return _wrap(out, _merge(provs))
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if isinstance(dim, int) and _name(func) in ("sum", "mean", "nansum", "nanmean") and isinstance(out, torch.Tensor) \
+            and out.dim() >= 1:
+        rows = _row_chunks(sp, _values_of(src), dim, tuple(out.shape), _name(func))
+        if rows is not None:
+            others = [p.mixed() for p in provs if p is not sp]
+            contrib = sp.contrib
+            for p in others:
+                contrib = c_union(contrib, p.contrib)
+            return _wrap(out, Prov(rows=rows, contrib=contrib, marks=_union([sp.marks] + [p.marks for p in others]),
+                                   parents=tuple(q for q in [Prov(parents=sp.parents)] + others)))
     contrib = c_union(sp.contrib, _chunk_from(sp, _values_of(src), _name(func)))
     others = [p.mixed() for p in provs if p is not sp]
     for p in others:
@@ -824,6 +948,7 @@ def _h_reduce(func, args, kwargs):
 
 
 def _score_event(kind: str, target_pos: torch.Tensor, inp, extra: dict | None = None) -> int:
+    _check_discarded()
     sid = _new_id()
     flat = target_pos.reshape(-1).numpy()
     valid = flat[flat >= 0]
@@ -1082,6 +1207,46 @@ def _h_numpy(func, args, kwargs):
 # --- in-place writes, backward, parameters ---------------------------------------------------
 
 _PARAM_STORAGE: dict[int, weakref.ref] = {}  # storage pointer -> the parameter that owns it
+# Updates whose parameters may be thrown away before scoring (a compile warm-up on a scratch LoRA):
+# parameter ids -> (weakrefs, update seqs). At score events they are checked until nothing in
+# Python holds them (no module, optimizer, container or frame; only the C++ autograd graph of an
+# old loss, which can produce gradients and nothing else): then a ``discarded`` event is written.
+_PENDING_UPDATES: dict[tuple, tuple] = {}
+_DISCARD_SCANS = [0]
+MAX_DISCARD_SCANS = 256  # gc scans per run; past it pending updates stay "held" (the strict verdict)
+
+
+def _pend_update(params, seq: int) -> None:
+    if not params or _DISCARD_SCANS[0] >= MAX_DISCARD_SCANS:
+        return
+    key = tuple(sorted(id(q) for q in params))
+    old = _PENDING_UPDATES.get(key)
+    try:
+        refs = old[0] if old is not None else [weakref.ref(q) for q in params]
+    except TypeError:
+        return
+    _PENDING_UPDATES[key] = (refs, (old[1] if old is not None else []) + [seq])
+
+
+def _check_discarded() -> None:
+    if not _PENDING_UPDATES:
+        return
+    import gc
+
+    for key in list(_PENDING_UPDATES):
+        refs, seqs = _PENDING_UPDATES[key]
+        objs = [o for o in (r() for r in refs) if o is not None]
+        if objs:
+            if _DISCARD_SCANS[0] >= MAX_DISCARD_SCANS:
+                _PENDING_UPDATES.clear()
+                return
+            _DISCARD_SCANS[0] += 1
+            frame = sys._getframe()
+            if any(h is not objs and h is not frame for h in gc.get_referrers(*objs)):
+                continue  # still held: may still compute scores
+        del _PENDING_UPDATES[key]
+        _emit({"ev": "discarded", "seq": _next_seq(), "updates": seqs, "params": len(refs),
+               "numel": int(sum(o.numel() for o in objs))})
 
 
 def _register_param(t) -> None:
@@ -1361,10 +1526,13 @@ def _h_autograd_grad(func, args, kwargs):
 
 def _step_pre_hook(optimizer, args, kwargs):
     bws: set[int] = set()
+    stepped = []
     for group in optimizer.param_groups:
         for p in group["params"]:
             _register_param(p)
             g = p.grad
+            if g is not None:
+                stepped.append(p)
             prov = getattr(g, "_pg", None) if g is not None else None
             if prov is not None and prov.bw:
                 bws |= prov.bw
@@ -1376,10 +1544,13 @@ def _step_pre_hook(optimizer, args, kwargs):
             "seq": _next_seq(),
             "bw": sorted(bws),
             "optimizer": type(optimizer).__name__,
+            "params": len(stepped),
+            "numel": int(sum(p.numel() for p in stepped)),
             **_grad_state(),
         }
         rec.update(_origin())
         _emit(rec)
+        _pend_update(stepped, rec["seq"])
 
 
 def _step_post_hook(optimizer, args, kwargs):

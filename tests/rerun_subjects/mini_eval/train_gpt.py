@@ -13,6 +13,12 @@ EVAL_MODE
   torch_cache       C3: a count table built from every validation token first (index_add_), then
                     blended into the scores
   target_ratio      C2: numpy count ratio keyed by the target, no normalization (the #779 shape)
+  masked_rows_ttt   legal: score-first TTT on a batch of two rows, the block just scored and the next
+                    one, whose per-row loss is weighted 0 (a padded/inactive document, the VarLenAttn shape)
+  unmasked_rows_ttt C3: the same with weight 1: trains on the next block before scoring it
+  scratch_warmup    a scratch logit bias stepped once on the first (unscored) block, then deleted
+                    before scoring (a compile warm-up): the update is real, its parameters score nothing
+  scratch_kept      C3: the same bias kept and added to the logits that are scored
 """
 
 import math
@@ -158,6 +164,41 @@ def eval_target_ratio(model, val, h):
     return total / count
 
 
+def eval_rows_ttt(model, val, h, weight_next):
+    opt = torch.optim.SGD(model.parameters(), lr=h.lr)
+    blks = list(blocks(val, h.eval_seq_len))
+    loss_sum, count = torch.zeros((), dtype=torch.float64), 0
+    for i, (x, y) in enumerate(blks):
+        with torch.no_grad():
+            nll = F.cross_entropy(model(x).reshape(-1, h.vocab_size), y.reshape(-1), reduction="none")
+            loss_sum += nll.double().sum()
+            count += nll.numel()
+        if i + 1 < len(blks):
+            nx, ny = blks[i + 1]
+            xs, ys = torch.cat([x, nx]), torch.cat([y, ny])
+            per_tok = F.cross_entropy(model(xs).reshape(-1, h.vocab_size), ys.reshape(-1), reduction="none")
+            per_row = per_tok.reshape(2, -1).mean(dim=-1)
+            active = torch.tensor([1.0, weight_next])
+            opt.zero_grad()
+            (per_row * active).sum().backward()
+            opt.step()
+    return loss_sum.item() / count
+
+
+def eval_scratch(model, val, h, keep):
+    bias = torch.nn.Parameter(torch.zeros(h.vocab_size))
+    opt = torch.optim.Adam([bias], lr=h.lr)
+    x, y = next(blocks(val, h.eval_seq_len))
+    loss = F.cross_entropy((model(x) + bias).reshape(-1, h.vocab_size), y.reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if keep:
+        return eval_plain(lambda t: model(t) + bias, val, h)
+    bias = opt = None  # dropped; `loss` still holds its graph, as a warm-up's last loss does
+    return eval_plain(model, val, h)
+
+
 def main():
     h = Hyperparameters()
     torch.manual_seed(h.seed)
@@ -183,6 +224,10 @@ def main():
         val_loss = eval_torch_cache(model, val, h)
     elif h.eval_mode == "target_ratio":
         val_loss = eval_target_ratio(model, val, h)
+    elif h.eval_mode in ("scratch_warmup", "scratch_kept"):
+        val_loss = eval_scratch(model, val, h, keep=h.eval_mode == "scratch_kept")
+    elif h.eval_mode in ("masked_rows_ttt", "unmasked_rows_ttt"):
+        val_loss = eval_rows_ttt(model, val, h, 0.0 if h.eval_mode == "masked_rows_ttt" else 1.0)
     else:
         raise SystemExit(f"unknown EVAL_MODE {h.eval_mode}")
     val_bpb = val_loss / math.log(2.0)
