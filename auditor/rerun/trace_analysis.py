@@ -420,9 +420,9 @@ def _check_c3(tr: Trace, la: LineAnalysis, is_initial: np.ndarray) -> None:
             gone = tr.discarded[u["seq"]]
             msg += (f". Its parameters ({gone.get('params', '?')} tensors, {gone.get('numel', '?'):,} values) were "
                     f"discarded at event {gone['seq']}, before that first score: no module, optimizer or variable "
-                    f"held them (a scratch warm-up optimizer?), so they computed none of its scores; pgolf does not "
-                    f"follow their values further, and a copy made before (merged into the model, saved to a file) "
-                    f"would not show: a reviewer should check that nothing of them is kept")
+                    f"held them and their values were never read out (no state_dict, no torch.save) - a scratch "
+                    f"warm-up optimizer? - so they computed none of its scores; a copy made another way (merged "
+                    f"into the model by hand) would not show: a reviewer should check that nothing of them is kept")
         la.violations.append(Violation(kind, msg, seq=u["seq"], positions=ranges(all_bad), count=int(all_bad.size),
                                        where=_where(u), related=related))
 

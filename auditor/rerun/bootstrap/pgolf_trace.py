@@ -1228,6 +1228,52 @@ def _pend_update(params, seq: int) -> None:
     _PENDING_UPDATES[key] = (refs, (old[1] if old is not None else []) + [seq])
 
 
+def _escaped(tensors) -> None:
+    """Values of updated parameters read out whole (``state_dict()``, ``torch.save``): a copy may
+    live on after the parameters are dropped, so those updates are never reported as discarded."""
+    if not _PENDING_UPDATES:
+        return
+    keys = {_storage_key(t) for t in tensors if isinstance(t, torch.Tensor)}
+    keys.discard(None)
+    if not keys:
+        return
+    for key in list(_PENDING_UPDATES):
+        refs, _ = _PENDING_UPDATES[key]
+        if any(o is not None and _storage_key(o) in keys for o in (r() for r in refs)):
+            del _PENDING_UPDATES[key]
+
+
+def _tensors_in(obj, depth: int = 0) -> list:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if depth > 4:
+        return []
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors_in(v, depth + 1)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors_in(v, depth + 1)]
+    return []
+
+
+def _patch_escapes() -> None:
+    state_dict = torch.nn.Module.state_dict
+    save = torch.save
+
+    def traced_state_dict(self, *args, **kwargs):
+        out = state_dict(self, *args, **kwargs)
+        if _PENDING_UPDATES:
+            _escaped(_tensors_in(out))
+        return out
+
+    def traced_save(obj, *args, **kwargs):
+        if _PENDING_UPDATES:
+            _escaped(_tensors_in(obj))
+        return save(obj, *args, **kwargs)
+
+    torch.nn.Module.state_dict = traced_state_dict
+    torch.save = traced_save
+
+
 def _check_discarded() -> None:
     if not _PENDING_UPDATES:
         return
@@ -2516,6 +2562,7 @@ def install() -> None:
     _register_handlers()
     _patch_numpy()
     _patch_torch_entry()
+    _patch_escapes()
     register_optimizer_step_pre_hook(_step_pre_hook)
     register_optimizer_step_post_hook(_step_post_hook)
     sys.stdout = _LineTap(sys.stdout)
