@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -314,7 +315,7 @@ def _run_seed(folder: Path, plan: _Plan, seed: int, opts: ReproOptions, out_dir:
         (ws / "data").symlink_to(data, target_is_directory=True)  # scripts default to ./data/...
     before = {p for p in ws.rglob("*") if p.is_file()}
 
-    env = _base_env(ws, data, seed)
+    env = _base_env(ws)
     env.update(plan.env_by_seed[seed])
     env.setdefault("RUN_ID", f"pgolf_repro_seed{seed}")
     script = ws / plan.script.name
@@ -326,12 +327,10 @@ def _run_seed(folder: Path, plan: _Plan, seed: int, opts: ReproOptions, out_dir:
 
     watch = _PhaseWatch(opts, plan.target_step)
     total = opts.setup_allowance_s + opts.train_cap_s + opts.eval_cap_s + 60
-    import resource
-
-    nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # the sandbox cannot raise it past this
     limits = SandboxLimits(wall_seconds=total, memory_bytes=_memory_bytes(opts), max_processes=4096,
-                           max_open_files=min(65536, nofile_hard) if nofile_hard > 0 else 65536, workspace_bytes=64 << 30, file_size_bytes=16 << 30,
-                           tmpfs_bytes=8 << 30)
+                           max_open_files=min(65536, nofile_hard) if nofile_hard > 0 else 65536,
+                           workspace_bytes=64 << 30, file_size_bytes=16 << 30, tmpfs_bytes=8 << 30)
     run_out = root / "out"
     try:
         sb = run_sandboxed(argv, ws, env, limits, out_dir=run_out, out_fds={"PGOLF_GUARD_FD": "guard.jsonl"},
@@ -437,22 +436,11 @@ class _PhaseWatch:
         return None
 
 
-def _base_env(ws: Path, data: Path, seed: int) -> dict[str, str]:
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": str(ws / ".pgolf"),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "HOME": str(ws / ".home"),
-        "TMPDIR": str(ws / ".tmp"),
-        "XDG_CACHE_HOME": str(ws / ".home" / ".cache"),
-        "TORCHINDUCTOR_CACHE_DIR": str(ws / ".tmp" / "inductor"),
-        "TRITON_CACHE_DIR": str(ws / ".tmp" / "triton"),
-        "USER": "pgolf",
-        "LOGNAME": "pgolf",
-        "LANG": "C.UTF-8",
-        "PGOLF_WORKSPACE": str(ws),
-    }
+def _base_env(ws: Path) -> dict[str, str]:
+    """The sandbox's own environment, plus the device and thread choices of the host that runs it."""
+    from auditor.rerun.workspace import sandbox_env
+
+    env = sandbox_env(ws, [str(ws / ".pgolf")])
     for var in ("CUDA_VISIBLE_DEVICES", "NCCL_DEBUG", "OMP_NUM_THREADS"):
         if os.environ.get(var):
             env[var] = os.environ[var]

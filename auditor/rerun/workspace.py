@@ -390,6 +390,27 @@ def _copy_record(src: Path, dst: Path) -> None:
     )
 
 
+def sandbox_env(ws: Path, pythonpath: list[str]) -> dict[str, str]:
+    """The environment every sandboxed program starts from (reruns and reproductions): the
+    interpreter on PATH, the bootstrap on PYTHONPATH, home, temp and caches inside the workspace."""
+    return {
+        "PATH": f"{Path(os.sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONPATH": os.pathsep.join(pythonpath),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HOME": str(ws / ".home"),
+        "TMPDIR": str(ws / ".tmp"),
+        "XDG_CACHE_HOME": str(ws / ".home" / ".cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(ws / ".tmp" / "inductor"),
+        "TRITON_CACHE_DIR": str(ws / ".tmp" / "triton"),
+        "MPLCONFIGDIR": str(ws / ".tmp" / "mpl"),
+        "USER": "pgolf",
+        "LOGNAME": "pgolf",
+        "LANG": "C.UTF-8",
+        "PGOLF_WORKSPACE": str(ws),
+    }
+
+
 def tiny_overrides(
     info: ScriptInfo, *, iterations: int, seq_len: int, vocab_size: int, tiny_model: bool, device: str,
     submitted: dict[str, str] | None = None,
@@ -497,24 +518,11 @@ def build_workspace(
             notes.append("shimmed " + ", ".join(info.missing_modules))
     data_dir = ws / "data"
     env = {
-        "PATH": f"{Path(os.sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": os.pathsep.join(pythonpath),
+        **sandbox_env(ws, pythonpath),
         "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "HOME": str(ws / ".home"),
-        "TMPDIR": str(ws / ".tmp"),
-        "XDG_CACHE_HOME": str(ws / ".home" / ".cache"),
-        "TORCHINDUCTOR_CACHE_DIR": str(ws / ".tmp" / "inductor"),
-        "TRITON_CACHE_DIR": str(ws / ".tmp" / "triton"),
-        "MPLCONFIGDIR": str(ws / ".tmp" / "mpl"),
-        "USER": "pgolf",
-        "LOGNAME": "pgolf",
-        "LANG": "C.UTF-8",
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "OPENBLAS_NUM_THREADS": str(threads),
-        "PGOLF_WORKSPACE": str(ws),
         "PGOLF_VAL_LAYOUT": str(layout),
         "DATA_DIR": str(data_dir) + "/",
         "DATA_PATH": str(ds),

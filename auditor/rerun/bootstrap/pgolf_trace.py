@@ -821,21 +821,9 @@ def _elem_prov(name: str, args, kwargs, shape) -> Prov | None:
                 sev, mult = sev.clone(), mult.clone()
     except RuntimeError:
         return _merge(provs)
-    if scores:
-        dropped = None
-        if name in ("mul", "__mul__", "__rmul__", "mul_", "__imul__"):
-            for a in tensors:  # a 0/1 or bool multiplier that is not a score is a mask
-                if getattr(a, "_pg", None) is not None and a._pg.is_score:
-                    continue
-                with _DISABLE():
-                    m = a.detach().cpu()
-                if m.dtype == torch.bool or m.numel() > 1:
-                    z = (m == 0) if m.dtype != torch.bool else ~m
-                    z = z.broadcast_to(shape)
-                    dropped = z if dropped is None else dropped | z
-        elif name in ("masked_fill", "masked_fill_") and len(args) >= 2 and isinstance(args[1], torch.Tensor):
-            with _DISABLE():
-                dropped = args[1].detach().cpu().to(torch.bool).broadcast_to(shape)
+    if scores and name != "where":  # ``where`` picked its elements above
+        dropped = _zero_weight(name, args, tensors, shape,
+                               carries=lambda a: getattr(a, "_pg", None) is not None and a._pg.is_score)
         if dropped is not None:
             pos[dropped] = -1
     contrib = None
@@ -853,20 +841,22 @@ def _elem_prov(name: str, args, kwargs, shape) -> Prov | None:
     )
 
 
-def _zero_weight(name: str, args, tensors, carrier, shape):
-    """Elements a mask zeroes: a 0/1 or bool multiplier (not the carrier), a masked_fill mask, or
-    the branch of ``where`` not taken. None when the op weights nothing away."""
+def _zero_weight(name: str, args, tensors, shape, carries):
+    """Elements a mask zeroes: a 0/1 or bool multiplier tensor that does not carry the values
+    (``carries``: the scores, or a row-wise reduction), a masked_fill mask, or the branch of
+    ``where`` not taken. None when the op weights nothing away."""
     try:
         if name in ("mul", "__mul__", "__rmul__", "mul_", "__imul__"):
             dropped = None
             for a in tensors:
-                if a is carrier:
+                if carries(a):
                     continue
                 with _DISABLE():
                     m = a.detach().cpu()
-                z = (~m.to(torch.bool)) if m.dtype == torch.bool else (m == 0)
-                z = z.broadcast_to(shape)
-                dropped = z if dropped is None else dropped | z
+                if m.dtype == torch.bool or m.numel() > 1:  # a scalar factor is a scale, not a mask
+                    z = (m == 0) if m.dtype != torch.bool else ~m
+                    z = z.broadcast_to(shape)
+                    dropped = z if dropped is None else dropped | z
             return dropped
         if name in ("masked_fill", "masked_fill_") and len(args) >= 2 and isinstance(args[1], torch.Tensor):
             with _DISABLE():
@@ -874,9 +864,10 @@ def _zero_weight(name: str, args, tensors, carrier, shape):
         if name == "where" and len(args) >= 3 and isinstance(args[0], torch.Tensor):
             with _DISABLE():
                 cond = args[0].detach().cpu().to(torch.bool).broadcast_to(shape)
-            if args[1] is carrier and args[2] is not carrier:
+            in_true, in_false = carries(args[1]), carries(args[2])
+            if in_true and not in_false:
                 return ~cond
-            if args[2] is carrier and args[1] is not carrier:
+            if in_false and not in_true:
                 return cond
     except RuntimeError:
         return None
@@ -892,7 +883,7 @@ def _rows_elem_prov(name: str, args, tensors, carrier, provs, shape) -> Prov | N
         rows = base.rows.broadcast_to(shape).clone()
     except RuntimeError:
         return _merge(provs)
-    dropped = _zero_weight(name, args, tensors, carrier, shape)
+    dropped = _zero_weight(name, args, tensors, shape, carries=lambda a: a is carrier)
     if dropped is not None:
         rows[dropped] = -1
     others = [p for p in provs if p is not base]
